@@ -63,6 +63,10 @@ public:
     std::span<const std::byte> bytes() const noexcept { return buffer_; }
     std::vector<std::byte> take() && { return std::move(buffer_); }
     void clear() noexcept { buffer_.clear(); }
+    /// Drops everything after the first `size` bytes (undoes a partial encode).
+    void truncate(std::size_t size) noexcept {
+        if (size < buffer_.size()) buffer_.resize(size);
+    }
     void reserve(std::size_t n) { buffer_.reserve(n); }
 
 private:
@@ -456,7 +460,7 @@ struct builtin_codec<std::array<T, N>> {
         if constexpr (bitwise<T>()) {
             const auto bytes = in.read(N * sizeof(T));
             array value;
-            std::memcpy(static_cast<void*>(value.data()), bytes.data(), bytes.size());
+            if constexpr (N > 0) std::memcpy(static_cast<void*>(value.data()), bytes.data(), bytes.size());
             return value;
         } else {
             return load_each(in, std::make_index_sequence<N>{});
