@@ -1,0 +1,295 @@
+// A bounded multi-producer multi-consumer queue of byte messages in the shared segment,
+// the engine under Queue and Pipe. Each message is published (and each one taken) by one
+// store under a robust mutex, so a process killed at any instant inside put or get never
+// blocks the others and never half-delivers: an unpublished message is dropped (leaking at
+// most its one payload block), a message whose getter died before taking it stays queued.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+#include "mpp/detail/futex.hpp"
+#include "mpp/detail/message_signal.hpp"
+#include "mpp/detail/robust_mutex.hpp"
+#include "mpp/detail/segment.hpp"
+
+namespace mpp::detail {
+
+enum class wait_outcome {
+    done,       // the message was put or taken
+    timed_out,  // the deadline passed first
+    stopped,    // the caller's Stop policy said to give up (e.g. the peer of a pipe is gone)
+};
+
+/// The Stop policy of a wait that ends only with its condition or its deadline.
+struct never_stop {
+    bool operator()() const noexcept { return false; }
+};
+
+/// A Stop policy that must be asked again every so often while nothing happens
+/// (e.g. to notice a dead peer, which sends no wake-up).
+template <class Stop>
+concept polling_stop = requires(const Stop& stop) {
+    { stop.poll_interval() } -> std::convertible_to<std::chrono::steady_clock::duration>;
+};
+
+/// For put_nowait/get_nowait: fail at once instead of waiting at all.
+inline constexpr steady_deadline no_wait = steady_deadline::min();
+
+class message_queue {
+public:
+    /// The bound of Queue() and Queue(0): 2^20 messages. Slots are allocated on demand
+    /// (doubling), so a queue costs memory for what it holds, not for its bound.
+    static constexpr std::size_t default_maxsize = std::size_t{1} << 20;
+    /// Payloads up to this size travel inside their slot; longer ones in a block of their own.
+    static constexpr std::size_t inline_bytes = 56;
+
+    explicit message_queue(std::size_t maxsize) : maxsize_(maxsize == 0 ? default_maxsize : maxsize) {}
+    ~message_queue() {
+        // The last handle is gone, so nobody else touches the queue any more.
+        auto& segment = shared_segment::instance();
+        const table current = load_table();
+        const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+        for (std::uint64_t i = head_.load(std::memory_order_relaxed); i != tail; ++i) {
+            const slot& message = current.at(i);
+            if (message.in_block()) segment.deallocate(segment.at(message.block_offset()));
+        }
+        segment.deallocate(current.slots);
+    }
+    message_queue(const message_queue&) = delete;
+    message_queue& operator=(const message_queue&) = delete;
+
+    std::size_t maxsize() const noexcept { return maxsize_; }
+
+    /// Messages queued now (a snapshot: others may change it at once).
+    std::size_t size() const noexcept {
+        // head first: tail only grows, so the difference can never go negative.
+        const std::uint64_t head = head_.load(std::memory_order_acquire);
+        const std::uint64_t tail = tail_.load(std::memory_order_acquire);
+        return static_cast<std::size_t>(tail - head);
+    }
+
+    /// Messages ever published; JoinableQueue counts unfinished tasks against it.
+    std::uint64_t published() const noexcept { return tail_.load(std::memory_order_acquire); }
+
+    /// Copies `message` in, waiting while the queue is full. Long payloads are copied into
+    /// their own segment block before the lock is taken, so the lock is held only to publish.
+    template <class Stop = never_stop>
+    wait_outcome put(std::span<const std::byte> message, steady_deadline deadline, Stop&& stop = {}) {
+        auto& segment = shared_segment::instance();
+        payload_block block;
+        if (message.size() > inline_bytes) {
+            block.memory = segment.allocate(message.size());
+            std::memcpy(block.memory, message.data(), message.size());
+        }
+        for (;;) {
+            std::uint32_t seen = 0;
+            bool published = false;
+            {
+                robust_guard guard(lock_);  // a holder that died left the queue consistent: carry on
+                const std::uint64_t head = head_.load(std::memory_order_relaxed);
+                const std::uint64_t tail = tail_.load(std::memory_order_relaxed);
+                if (tail - head < maxsize_) {
+                    slot& free_slot = room_for(head, tail);
+                    if (block.memory != nullptr) {
+                        free_slot.set_block(message.size(), segment.offset_of(block.memory));
+                    } else {
+                        free_slot.set_inline(message);
+                    }
+                    // The one store that publishes: dying before it drops the message whole.
+                    tail_.store(tail + 1, std::memory_order_release);
+                    published = true;
+                } else {
+                    seen = not_full_.observe();
+                }
+            }
+            if (published) {
+                block.memory = nullptr;  // the queue owns it now
+                not_empty_.notify();
+                return wait_outcome::done;
+            }
+            if (const auto outcome = wait_step(not_full_, seen, deadline, stop); outcome != wait_outcome::done)
+                return outcome;
+        }
+    }
+
+    /// Takes the oldest message and calls consume(std::span<const std::byte>) with it after
+    /// the lock is released (so a slow decoder blocks nobody). The message is gone once taken,
+    /// also if consume throws. With a Stop policy, a final attempt follows the stop, so
+    /// everything sent before a peer closed is still delivered.
+    template <class Consume, class Stop = never_stop>
+    wait_outcome get(Consume&& consume, steady_deadline deadline, Stop&& stop = {}) {
+        for (;;) {
+            std::uint32_t seen = 0;
+            taken_message message;
+            if (try_take(message, seen)) {
+                deliver(message, consume);
+                return wait_outcome::done;
+            }
+            const auto outcome = wait_step(not_empty_, seen, deadline, stop);
+            if (outcome == wait_outcome::stopped && try_take(message, seen)) {
+                deliver(message, consume);
+                return wait_outcome::done;
+            }
+            if (outcome != wait_outcome::done) return outcome;
+        }
+    }
+
+    /// Waits until a message is queued, without taking it.
+    template <class Stop = never_stop>
+    wait_outcome wait_nonempty(steady_deadline deadline, Stop&& stop = {}) {
+        for (;;) {
+            const std::uint32_t seen = not_empty_.observe();
+            if (size() != 0) return wait_outcome::done;
+            const auto outcome = wait_step(not_empty_, seen, deadline, stop);
+            if (outcome == wait_outcome::stopped && size() != 0) return wait_outcome::done;
+            if (outcome != wait_outcome::done) return outcome;
+        }
+    }
+
+    /// Wakes every waiter so it re-checks its Stop policy (a pipe end was closed).
+    void wake_all() noexcept {
+        not_empty_.notify();
+        not_full_.notify();
+    }
+
+private:
+    /// 64 bytes: a header (size << 1 | in_block) and either the payload or its block's offset.
+    struct alignas(64) slot {
+        std::uint64_t header;
+        std::byte payload[inline_bytes];
+
+        bool in_block() const noexcept { return (header & 1u) != 0; }
+        std::size_t size() const noexcept { return static_cast<std::size_t>(header >> 1); }
+        std::uint64_t block_offset() const noexcept {
+            std::uint64_t offset;
+            std::memcpy(&offset, payload, sizeof offset);
+            return offset;
+        }
+        void set_inline(std::span<const std::byte> message) noexcept {
+            header = static_cast<std::uint64_t>(message.size()) << 1;
+            if (!message.empty()) std::memcpy(payload, message.data(), message.size());
+        }
+        void set_block(std::size_t size, std::uint64_t offset) noexcept {
+            header = static_cast<std::uint64_t>(size) << 1 | 1u;
+            std::memcpy(payload, &offset, sizeof offset);
+        }
+    };
+    static_assert(sizeof(slot) == 64);
+
+    /// The slot array and its power-of-two capacity, packed into one word so that growing
+    /// the array is published by a single store too.
+    struct table {
+        slot* slots = nullptr;
+        std::uint64_t capacity = 0;
+        slot& at(std::uint64_t position) const noexcept { return slots[position & (capacity - 1)]; }
+    };
+    static constexpr std::uint64_t initial_capacity = 16;
+    static constexpr unsigned capacity_bits = 6;  // log2(capacity) in the low bits of table_
+
+    table load_table() const noexcept {
+        const std::uint64_t packed = table_.load(std::memory_order_relaxed);
+        if (packed == 0) return {};
+        auto& segment = shared_segment::instance();
+        return {static_cast<slot*>(segment.at(packed >> capacity_bits)),
+                std::uint64_t{1} << (packed & ((1u << capacity_bits) - 1))};
+    }
+
+    /// The slot for position `tail`, growing the array when it is full (under the lock).
+    slot& room_for(std::uint64_t head, std::uint64_t tail) {
+        table current = load_table();
+        if (tail - head < current.capacity) return current.at(tail);
+        auto& segment = shared_segment::instance();
+        const std::uint64_t capacity = current.capacity == 0 ? initial_capacity : current.capacity * 2;
+        table grown{static_cast<slot*>(segment.allocate(capacity * sizeof(slot), alignof(slot))), capacity};
+        for (std::uint64_t i = head; i != tail; ++i) grown.at(i) = current.at(i);
+        // Positions keep their meaning; only the array moves. Dying before this store leaks
+        // the new array, after it the old one: the queue itself is never torn.
+        table_.store(segment.offset_of(grown.slots) << capacity_bits |
+                         static_cast<std::uint64_t>(std::countr_zero(capacity)),
+                     std::memory_order_relaxed);
+        segment.deallocate(current.slots);
+        return grown.at(tail);
+    }
+
+    struct taken_message {
+        std::uint64_t header = 0;
+        std::byte payload[inline_bytes];
+    };
+
+    bool try_take(taken_message& message, std::uint32_t& seen) {
+        robust_guard guard(lock_);
+        const std::uint64_t head = head_.load(std::memory_order_relaxed);
+        if (head == tail_.load(std::memory_order_relaxed)) {
+            seen = not_empty_.observe();
+            return false;
+        }
+        const slot& oldest = load_table().at(head);
+        message.header = oldest.header;
+        std::memcpy(message.payload, oldest.payload, oldest.in_block() ? sizeof(std::uint64_t) : oldest.size());
+        // The one store that takes it: dying before it leaves the message queued.
+        head_.store(head + 1, std::memory_order_release);
+        return true;
+    }
+
+    template <class Consume>
+    void deliver(const taken_message& message, Consume& consume) {
+        not_full_.notify();
+        const std::size_t size = static_cast<std::size_t>(message.header >> 1);
+        if ((message.header & 1u) == 0) {
+            consume(std::span<const std::byte>(message.payload, size));
+            return;
+        }
+        std::uint64_t offset;
+        std::memcpy(&offset, message.payload, sizeof offset);
+        payload_block block{shared_segment::instance().at(offset)};
+        consume(std::span<const std::byte>(static_cast<const std::byte*>(block.memory), size));
+    }
+
+    template <class Stop>
+    static wait_outcome wait_step(message_signal& signal, std::uint32_t seen, steady_deadline deadline, Stop& stop) {
+        if (deadline == no_wait) return wait_outcome::timed_out;
+        if (stop()) return wait_outcome::stopped;
+        steady_deadline until = deadline;
+        if (deadline != steady_deadline::max()) {
+            const auto now = std::chrono::steady_clock::now();
+            if (now >= deadline) return wait_outcome::timed_out;
+            if constexpr (polling_stop<std::remove_cvref_t<Stop>>) until = std::min(deadline, now + stop.poll_interval());
+        } else if constexpr (polling_stop<std::remove_cvref_t<Stop>>) {
+            until = std::chrono::steady_clock::now() + stop.poll_interval();
+        }
+        if (signal.wait(seen, until) || until != deadline) return wait_outcome::done;  // re-check everything
+        return wait_outcome::timed_out;
+    }
+
+    /// Owns a payload block until the queue (put) or nobody (get) needs it.
+    struct payload_block {
+        void* memory = nullptr;
+        payload_block() = default;
+        explicit payload_block(void* owned) noexcept : memory(owned) {}
+        payload_block(const payload_block&) = delete;
+        payload_block& operator=(const payload_block&) = delete;
+        ~payload_block() { shared_segment::instance().deallocate(memory); }
+    };
+
+    // Written under lock_ only. head_/tail_ are atomics so size() may read them without it.
+    alignas(64) robust_mutex lock_;
+    std::atomic<std::uint64_t> head_{0};
+    std::atomic<std::uint64_t> tail_{0};
+    std::atomic<std::uint64_t> table_{0};  // offset << capacity_bits | log2(capacity); 0 = no array yet
+    std::size_t maxsize_;
+    // Each signal on its own line: waiters spin on them without bouncing the lock's line.
+    alignas(64) message_signal not_empty_;
+    alignas(64) message_signal not_full_;
+};
+
+}  // namespace mpp::detail

@@ -1,0 +1,56 @@
+// A futex word that counts notifications and remembers whether anyone sleeps on it:
+// bit 0 says "a waiter sleeps", the other bits count. Notifiers skip the wake syscall
+// unless the bit is set, and every notification clears it, so a waiter that dies asleep
+// costs at most one extra wake and leaves no trace (unlike a sleeper count).
+#pragma once
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+
+#include "mpp/detail/futex.hpp"
+
+namespace mpp::detail {
+
+class message_signal {
+public:
+    /// The value to pass to wait(): read it *before* re-checking the condition
+    /// (under the lock that guards it), so a notification after the check changes it.
+    std::uint32_t observe() const noexcept { return word_.load(std::memory_order_seq_cst); }
+
+    /// Call after publishing a change. A load and a CAS when nobody sleeps.
+    void notify() noexcept {
+        std::uint32_t old = word_.load(std::memory_order_relaxed);
+        // seq_cst CAS: pairs with the waiter's CAS that sets the sleep bit, so either
+        // the waiter's futex_wait sees the new value or we see its bit and wake it.
+        while (!word_.compare_exchange_weak(old, (old | 1u) + 1u, std::memory_order_seq_cst,
+                                            std::memory_order_relaxed)) {
+        }
+        if (old & 1u) futex_wake(word_, INT_MAX);  // all: the bit is cleared, so nobody else would wake the rest
+    }
+
+    /// Waits until the word differs from `seen` (or spuriously): a bounded spin, then a
+    /// futex sleep. Returns false only when `deadline` passed while nothing changed.
+    bool wait(std::uint32_t seen, steady_deadline deadline) noexcept {
+        for (int i = 0; i < spin_budget; ++i) {
+            if (word_.load(std::memory_order_relaxed) != seen) return true;
+            cpu_relax();
+        }
+        std::uint32_t expected = seen;
+        if ((seen & 1u) == 0 &&
+            !word_.compare_exchange_strong(expected, seen | 1u, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+            return true;  // changed before we could announce the sleep
+        }
+        if (deadline == steady_deadline::max()) {
+            futex_wait(word_, seen | 1u);
+            return true;
+        }
+        if (futex_wait_until(word_, seen | 1u, deadline)) return true;
+        return word_.load(std::memory_order_relaxed) != (seen | 1u);
+    }
+
+private:
+    futex_word word_{0};
+};
+
+}  // namespace mpp::detail
