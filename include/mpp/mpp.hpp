@@ -1,0 +1,10 @@
+// The whole of mpp in one include: Pool and AsyncResult, Process, Queue, Pipe, Value/Array,
+// the locks, the serializer, the exception types and the progress bar.
+// Adapters for other serialization libraries are not included: include <mpp/serializers/cereal.hpp>.
+#pragma once
+
+#include <mpp/errors.hpp>
+#include <mpp/process.hpp>
+#include <mpp/progress.hpp>
+#include <mpp/queue.hpp>
+#include <mpp/serializer.hpp>
