@@ -286,6 +286,11 @@ TEST_CASE("vectors round-trip: numbers in one block, bools as 0/1 bytes, nested 
     CHECK(round_trip(colours) == colours);
     const std::vector<point> points{{1, 2}, {3, 4}};
     CHECK(round_trip(points) == points);
+    const std::vector<std::array<double, 3>> xyz{{1, 2, 3}, {4, 5, 6}};
+    CHECK(round_trip(xyz) == xyz);
+    CHECK(mpp::dumps(xyz).size() == 8 + 2 * 3 * sizeof(double));
+    const std::vector<std::complex<float>> samples{{1, 2}, {-1, 0.5f}};
+    CHECK(round_trip(samples) == samples);
 }
 
 TEST_CASE("a big vector<double> is encoded and decoded into buffers of exactly the right size", "[serializer]") {
@@ -316,7 +321,9 @@ TEST_CASE("std::array, pair and tuple round-trip without length prefixes", "[ser
     CHECK(round_trip(entry) == entry);
     const std::tuple<int, double, std::string> triple{1, 2.5, "three"};
     CHECK(round_trip(triple) == triple);
-    CHECK(mpp::dumps(triple).size() == 4 + 8 + 8 + 5);
+    const auto triple_bytes = mpp::dumps(triple);
+    CHECK(triple_bytes.size() == 4 + 8 + 8 + 5);
+    CHECK(triple_bytes.capacity() == triple_bytes.size());  // its size is known up front
     CHECK(round_trip(std::tuple<>{}) == std::tuple<>{});
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cxxabi.h>
+#include <sys/types.h>  // pid_t
 
 #include <concepts>
 #include <cstdlib>

@@ -401,6 +401,7 @@ struct builtin_codec<std::vector<T, Alloc>> {
         vector value;
         if constexpr (bitwise<T>()) {
             const auto bytes = in.read(count * sizeof(T));
+            if (count == 0) return value;  // memcpy must not see the null data() of an empty vector
             if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) == 0) {
                 const T* first = reinterpret_cast<const T*>(bytes.data());
                 value.assign(first, first + count);  // allocates exactly and copies once
@@ -500,7 +501,7 @@ struct builtin_codec<std::tuple<Ts...>> {
     }();
 
     static void save(writer& out, const std::tuple<Ts...>& value) {
-        std::apply([&out](const Ts&... elements) { (save_element(out, elements), ...); }, value);
+        std::apply([&](const Ts&... elements) { (save_element(out, elements), ...); }, value);
     }
     static std::tuple<Ts...> load([[maybe_unused]] reader& in) { return std::tuple<Ts...>{load_element<Ts>(in)...}; }
 };
@@ -684,6 +685,22 @@ struct builtin_codec<std::complex<T>> {
     }
 };
 
+/// Built-ins whose encoding is their elements back to back with no padding, which is also their
+/// object layout: a vector of them (points as std::array<double, 3>, samples as complex) is one copy.
+template <class T>
+struct is_bitwise_composite : std::false_type {};
+template <class U, std::size_t N>
+struct is_bitwise_composite<std::array<U, N>>
+    : std::bool_constant<N != 0 && bitwise<U>() && sizeof(std::array<U, N>) == N * sizeof(U)> {};
+template <class U>
+struct is_bitwise_composite<std::complex<U>>
+    : std::bool_constant<bitwise<U>() && std::is_trivially_copyable_v<std::complex<U>> &&
+                         sizeof(std::complex<U>) == 2 * sizeof(U)> {};
+template <class Rep, class Period>
+struct is_bitwise_composite<std::chrono::duration<Rep, Period>>
+    : std::bool_constant<bitwise<Rep>() && std::is_trivially_copyable_v<std::chrono::duration<Rep, Period>> &&
+                         sizeof(std::chrono::duration<Rep, Period>) == sizeof(Rep)> {};
+
 template <class T>
 constexpr bool bitwise() {
     if constexpr (has_codec<T> || user_serializable<T> || !std::is_default_constructible_v<T>) {
@@ -695,7 +712,7 @@ constexpr bool bitwise() {
     } else if constexpr (std::is_enum_v<T>) {
         return bitwise<std::underlying_type_t<T>>();
     } else if constexpr (builtin_codec<T>::known) {
-        return false;
+        return is_bitwise_composite<T>::value;
     } else {
         return raw_encodable<T>();
     }
@@ -791,18 +808,45 @@ struct is_flat_sequence<std::vector<T, Alloc>> : std::bool_constant<bitwise<T>()
 template <class C, class Traits, class Alloc>
 struct is_flat_sequence<std::basic_string<C, Traits, Alloc>> : std::bool_constant<bitwise<C>()> {};
 
-/// Exact encoded size of the flat types dumps() sees most (numbers, strings, vectors and arrays
-/// of numbers), so that their buffer is allocated once; 0 means "unknown, grow as needed".
+template <class T>
+struct is_optional : std::false_type {};
+template <class T>
+struct is_optional<std::optional<T>> : std::true_type {};
+template <class T>
+struct is_pair_or_tuple : std::false_type {};
+template <class A, class B>
+struct is_pair_or_tuple<std::pair<A, B>> : std::true_type {};
+template <class... Ts>
+struct is_pair_or_tuple<std::tuple<Ts...>> : std::true_type {};
+
+inline constexpr std::size_t unknown_size = SIZE_MAX;
+
+/// The exact encoded size of the shapes dumps() sees most (numbers, strings, vectors of numbers,
+/// pairs/tuples/optionals of those), so that their buffer is allocated once; unknown_size otherwise.
 template <class T>
 std::size_t binary_size_hint(const T& value) {
-    if constexpr (bitwise<T>()) {
+    if constexpr (has_codec<T> || user_serializable<T>) {
+        return unknown_size;
+    } else if constexpr (bitwise<T>()) {
         return sizeof(T);
-    } else if constexpr (has_codec<T> || user_serializable<T>) {
-        return 0;
+    } else if constexpr (std::is_same_v<T, bool>) {
+        return 1;
+    } else if constexpr (std::is_enum_v<T>) {
+        return binary_size_hint(static_cast<std::underlying_type_t<T>>(value));
     } else if constexpr (is_flat_sequence<T>::value) {
         return 8 + value.size() * sizeof(typename T::value_type);
+    } else if constexpr (is_optional<T>::value) {
+        return value ? saturating_add(1, binary_size_hint(*value)) : 1;
+    } else if constexpr (is_pair_or_tuple<T>::value) {
+        return std::apply(
+            [](const auto&... elements) {
+                std::size_t total = 0;
+                ((total = saturating_add(total, binary_size_hint(elements))), ...);
+                return total;
+            },
+            value);
     } else {
-        return 0;
+        return unknown_size;
     }
 }
 }  // namespace detail
@@ -835,7 +879,8 @@ std::vector<std::byte> dumps(const T& value) {
                   "`template <class T> static T load(mpp::reader&)`");
     writer out;
     if constexpr (std::is_same_v<Serializer, binary_serializer> && serializable<T>) {
-        out.reserve(detail::binary_size_hint(value));
+        const std::size_t size = detail::binary_size_hint(value);
+        out.reserve(size != detail::unknown_size ? size : 64);  // small messages: one allocation
     }
     save_with<Serializer>(out, value);
     return std::move(out).take();
