@@ -8,3 +8,5 @@
 #include <mpp/progress.hpp>
 #include <mpp/queue.hpp>
 #include <mpp/serializer.hpp>
+#include <mpp/shared.hpp>
+#include <mpp/sync.hpp>
