@@ -203,10 +203,10 @@ concept has_member_serialize =
         value.serialize(in);
     };
 
-/// Types a user made encodable by a serialize member or free function (loading default-constructs).
+/// Types a user made encodable with a serialize member or free function (loading default-constructs
+/// them, so they must be default-constructible; serializable<T> checks that, not this).
 template <class T>
-concept user_serializable =
-    (has_member_serialize<T> || serialize_lookup::has_free<T>) && std::default_initializable<T>;
+concept has_serialize = has_member_serialize<T> || serialize_lookup::has_free<T>;
 
 /// Types that would dangle in another process: refused at compile time.
 template <class T>
@@ -236,10 +236,14 @@ constexpr bool raw_encodable() {
 
 template <class T>
 constexpr bool encodable() {
-    if constexpr (!std::is_object_v<T> || std::is_const_v<T> || std::is_volatile_v<T> || std::is_array_v<T>) {
+    if constexpr (!std::is_object_v<T> || std::is_volatile_v<T> || std::is_array_v<T>) {
         return false;
-    } else if constexpr (has_codec<T> || user_serializable<T>) {
+    } else if constexpr (std::is_const_v<T>) {
+        return encodable<std::remove_const_t<T>>();  // e.g. std::pair<const std::string, int>
+    } else if constexpr (has_codec<T>) {
         return true;
+    } else if constexpr (has_serialize<T>) {
+        return std::default_initializable<T>;
     } else if constexpr (builtin_codec<T>::known) {
         return builtin_codec<T>::encodable;
     } else {
@@ -256,7 +260,7 @@ constexpr bool bitwise();
 /// User types are assumed to take at least one byte.
 template <class T>
 constexpr std::size_t min_encoded_size() {
-    if constexpr (has_codec<T> || user_serializable<T>) {
+    if constexpr (has_codec<T> || has_serialize<T>) {
         return 1;
     } else if constexpr (builtin_codec<T>::known) {
         return builtin_codec<T>::min_size;
@@ -703,7 +707,7 @@ struct is_bitwise_composite<std::chrono::duration<Rep, Period>>
 
 template <class T>
 constexpr bool bitwise() {
-    if constexpr (has_codec<T> || user_serializable<T> || !std::is_default_constructible_v<T>) {
+    if constexpr (has_codec<T> || has_serialize<T> || !std::is_default_constructible_v<T>) {
         return false;
     } else if constexpr (std::is_same_v<T, bool>) {
         return false;
@@ -741,7 +745,7 @@ template <class T>
 T binary_load(reader& in) {
     if constexpr (has_codec<T>) {
         return codec<T>::load(in);
-    } else if constexpr (user_serializable<T>) {
+    } else if constexpr (has_serialize<T>) {
         T value{};
         load_archive<binary_serializer> archive(in);
         if constexpr (has_member_serialize<T>) {
@@ -825,7 +829,7 @@ inline constexpr std::size_t unknown_size = SIZE_MAX;
 /// pairs/tuples/optionals of those), so that their buffer is allocated once; unknown_size otherwise.
 template <class T>
 std::size_t binary_size_hint(const T& value) {
-    if constexpr (has_codec<T> || user_serializable<T>) {
+    if constexpr (has_codec<T> || has_serialize<T>) {
         return unknown_size;
     } else if constexpr (bitwise<T>()) {
         return sizeof(T);

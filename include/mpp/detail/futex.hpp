@@ -69,7 +69,7 @@ steady_deadline deadline_after(std::chrono::duration<Rep, Period> timeout) noexc
 
 /// How long to spin before sleeping: enough to catch a peer that answers within
 /// a few microseconds, short enough that two sides sharing one core lose little.
-inline constexpr int spin_budget = 2000;
+inline constexpr int spin_budget = 256;
 
 /// Waits until `ready()` holds: spins briefly, then sleeps on `word` while it
 /// still reads `sleep_value`. The caller must have announced its sleep (so the

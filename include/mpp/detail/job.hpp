@@ -1,0 +1,242 @@
+// One submitted piece of work (an apply, a map, an imap) as the pool thread sees
+// it: encoded items waiting to be sent, typed results coming back through
+// virtual calls. Items stay alive until their results arrive, so the chunks of a
+// crashed worker can be sent again.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "mpp/detail/chunk_plan.hpp"
+#include "mpp/detail/chunk_wire.hpp"
+
+namespace mpp::detail {
+
+/// Consecutive items of one job, still encoded (each framed by its length).
+struct chunk_piece {
+    std::shared_ptr<const std::vector<std::byte>> block;  // keeps `items` alive
+    std::span<const std::byte> items;
+    std::size_t first_index = 0;
+    std::uint32_t count = 0;
+    std::uint32_t attempts = 0;  // crashes this piece's items already caused
+};
+
+/// Bytes taken by the first `n` length-framed items of `items`.
+inline std::size_t framed_prefix_bytes(std::span<const std::byte> items, std::size_t n) noexcept {
+    std::size_t offset = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        item_length length = 0;
+        std::memcpy(&length, items.data() + offset, sizeof length);
+        offset += sizeof length + static_cast<std::size_t>(length);
+    }
+    return offset;
+}
+
+/// Splits the first `n` items (0 < n < count) off a piece.
+inline std::pair<chunk_piece, chunk_piece> split_piece(const chunk_piece& piece, std::uint32_t n) {
+    const std::size_t bytes = framed_prefix_bytes(piece.items, n);
+    chunk_piece head{piece.block, piece.items.first(bytes), piece.first_index, n, piece.attempts};
+    chunk_piece tail{piece.block, piece.items.subspan(bytes), piece.first_index + n, piece.count - n, piece.attempts};
+    return {std::move(head), std::move(tail)};
+}
+
+/// Appends length-framed items to a block: begin_item, encode into the writer, end_item.
+class item_block_writer {
+public:
+    void begin_item() {
+        start_ = out_.size();
+        out_.extend(sizeof(item_length));
+    }
+    void end_item() noexcept {
+        const item_length length = out_.size() - start_ - sizeof(item_length);
+        // The writer owns a std::vector<std::byte>; its bytes are ours to patch.
+        std::memcpy(const_cast<std::byte*>(out_.bytes().data()) + start_, &length, sizeof length);
+        ++count_;
+    }
+    void abandon_item() noexcept { out_.truncate(start_); }
+    writer& out() noexcept { return out_; }
+    std::size_t count() const noexcept { return count_; }
+    std::vector<std::byte> take() && { return std::move(out_).take(); }
+
+private:
+    writer out_;
+    std::size_t start_ = 0;
+    std::size_t count_ = 0;
+};
+
+class job_base {
+public:
+    job_base(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan)
+        : runner_(runner), callable_(std::move(callable)), plan_(plan) {}
+    virtual ~job_base() = default;
+    job_base(const job_base&) = delete;
+    job_base& operator=(const job_base&) = delete;
+
+    // ---- the submitting side (any thread) -----------------------------------
+
+    /// Adds `count` framed items; `last` marks the end of the input.
+    void add_items(std::vector<std::byte> bytes, std::size_t count, bool last) {
+        std::lock_guard guard(mutex_);
+        if (count > 0) {
+            auto block = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+            fresh_.push_back(chunk_piece{block, std::span<const std::byte>(*block), total_});
+            fresh_counts_.push_back(count);
+            total_ += count;
+            fresh_waiting_ += count;
+        }
+        if (last) input_done_ = true;
+    }
+
+    /// The consumer is gone (an imap view destroyed early): unsent items are
+    /// dropped; chunks already sent finish and their results are discarded.
+    void cancel() {
+        std::lock_guard guard(mutex_);
+        cancelled_ = true;
+        fresh_.clear();
+        fresh_counts_.clear();
+        retries_.clear();
+        fresh_waiting_ = 0;
+    }
+
+    // ---- the pool thread ----------------------------------------------------
+
+    /// The next chunk to send, at most `limit` tasks: retries first, then fresh items.
+    std::optional<chunk_piece> take_chunk(std::size_t limit) {
+        std::lock_guard guard(mutex_);
+        if (!retries_.empty()) {
+            chunk_piece piece = std::move(retries_.front());
+            retries_.pop_front();
+            if (piece.count > limit) {
+                auto [head, tail] = split_piece(piece, static_cast<std::uint32_t>(limit));
+                retries_.push_front(std::move(tail));
+                piece = std::move(head);
+            }
+            in_flight_ += piece.count;
+            return piece;
+        }
+        if (fresh_.empty()) return std::nullopt;
+        chunk_piece& front = fresh_.front();
+        std::size_t& left = fresh_counts_.front();
+        const std::size_t wanted = std::min(plan_.next_size(fresh_waiting_, !input_done_), limit);
+        const auto n = static_cast<std::uint32_t>(std::min<std::size_t>({wanted, left, UINT32_MAX}));
+        const std::size_t bytes = framed_prefix_bytes(front.items, n);
+        chunk_piece piece{front.block, front.items.first(bytes), front.first_index, n, 0};
+        front.items = front.items.subspan(bytes);
+        front.first_index += n;
+        left -= n;
+        fresh_waiting_ -= n;
+        if (left == 0) {
+            fresh_.pop_front();
+            fresh_counts_.pop_front();
+        }
+        in_flight_ += piece.count;
+        return piece;
+    }
+
+    bool has_waiting() {
+        std::lock_guard guard(mutex_);
+        return !retries_.empty() || !fresh_.empty();
+    }
+
+    /// A sent piece came back unrun (its worker died): send it again, before fresh items.
+    void requeue(chunk_piece piece) {
+        std::lock_guard guard(mutex_);
+        in_flight_ -= piece.count;
+        if (!cancelled_) retries_.push_back(std::move(piece));
+    }
+
+    /// `count` sent tasks are settled (delivered or failed).
+    void settled(std::size_t count) {
+        std::lock_guard guard(mutex_);
+        in_flight_ -= count;
+        completed_ += count;
+    }
+
+    /// Every task settled (or, once cancelled, every sent one): complete() is due.
+    bool finished() {
+        std::lock_guard guard(mutex_);
+        if (cancelled_) return in_flight_ == 0;
+        return input_done_ && completed_ == total_;
+    }
+
+    /// Fails every task not yet sent (terminate()). Sent ones are failed by the pool.
+    void fail_waiting(const std::exception_ptr& error) {
+        std::vector<std::size_t> indexes;
+        {
+            std::lock_guard guard(mutex_);
+            for (const chunk_piece& piece : retries_)
+                for (std::uint32_t i = 0; i < piece.count; ++i) indexes.push_back(piece.first_index + i);
+            for (std::size_t b = 0; b < fresh_.size(); ++b)
+                for (std::size_t i = 0; i < fresh_counts_[b]; ++i) indexes.push_back(fresh_[b].first_index + i);
+            retries_.clear();
+            fresh_.clear();
+            fresh_counts_.clear();
+            fresh_waiting_ = 0;
+            completed_ += indexes.size();
+            input_done_ = true;
+        }
+        for (std::size_t index : indexes) fail(index, error);
+    }
+
+    chunk_runner runner() const noexcept { return runner_; }
+    std::span<const std::byte> callable() const noexcept { return callable_; }
+    chunk_plan& plan() noexcept { return plan_; }
+    bool cancelled() {
+        std::lock_guard guard(mutex_);
+        return cancelled_;
+    }
+
+    /// Decodes the results of tasks [first, first + count) (pool thread).
+    virtual void deliver(std::size_t first, std::uint32_t count, reader& results) = 0;
+    /// Task `index` failed without a result of its own (crash, timeout, terminate).
+    virtual void fail(std::size_t index, std::exception_ptr error) = 0;
+    /// Every task is settled: publish the outcome.
+    virtual void complete() = 0;
+
+protected:
+    /// For deliver(): reads each task's status and calls on_value(index, reader&)
+    /// or fail(index, error). A result that cannot be decoded fails the rest of the chunk.
+    template <class OnValue>
+    void decode_results(std::size_t first, std::uint32_t count, reader& results, OnValue&& on_value) {
+        std::uint32_t i = 0;
+        try {
+            for (; i < count; ++i) {
+                task_status status{};
+                std::memcpy(&status, results.read(1).data(), 1);
+                if (status == task_status::ok)
+                    on_value(first + i, results);
+                else
+                    fail(first + i, load_exception(results));
+            }
+        } catch (...) {
+            const auto error = std::current_exception();
+            for (; i < count; ++i) fail(first + i, error);
+        }
+    }
+
+private:
+    chunk_runner runner_;
+    std::vector<std::byte> callable_;
+    chunk_plan plan_;
+
+    std::mutex mutex_;                    // guards everything below
+    std::deque<chunk_piece> fresh_;       // unsent items, block by block
+    std::deque<std::size_t> fresh_counts_;  // items left in each fresh_ block
+    std::deque<chunk_piece> retries_;     // pieces to send again
+    std::size_t fresh_waiting_ = 0;
+    std::size_t total_ = 0;
+    std::size_t completed_ = 0;
+    std::size_t in_flight_ = 0;
+    bool input_done_ = false;
+    bool cancelled_ = false;
+};
+
+}  // namespace mpp::detail

@@ -1,0 +1,605 @@
+// The engine behind every Pool: shared memory with one ring pair per worker, the
+// fork server that makes and reaps workers, and one pool thread that sends
+// chunks, collects results, completes jobs and handles deaths and timeouts. It
+// sleeps on a single futex doorbell when there is nothing to do.
+#pragma once
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "mpp/detail/fork_server.hpp"
+#include "mpp/detail/job.hpp"
+#include "mpp/detail/segment.hpp"
+#include "mpp/detail/spsc_ring.hpp"
+#include "mpp/detail/worker_loop.hpp"
+#include "mpp/errors.hpp"
+#include "mpp/pool_options.hpp"
+
+namespace mpp::detail {
+
+inline constexpr std::size_t default_ring_bytes = std::size_t{1} << 20;
+
+/// The pool's own anonymous shared mapping: a header, the worker slots, the rings.
+class pool_memory {
+public:
+    struct header {
+        alignas(cache_line) eventcount doorbell;                // the pool thread sleeps here
+        alignas(cache_line) std::atomic<std::uint32_t> deaths{0};  // bumped by the fork server per death notice
+    };
+
+    pool_memory(std::size_t workers, std::size_t ring_bytes) : workers_(workers), ring_bytes_(ring_bytes) {
+        bytes_ = round_up(sizeof(header)) + workers * round_up(sizeof(worker_slot)) +
+                 2 * workers * spsc_ring::footprint(ring_bytes);
+        void* mapping = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (mapping == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mpp: mmap of the pool's rings");
+        base_ = static_cast<std::byte*>(mapping);
+        ::new (base_) header();
+        for (std::size_t i = 0; i < workers; ++i) reset_slot(i);
+    }
+    ~pool_memory() { ::munmap(base_, bytes_); }
+    pool_memory(const pool_memory&) = delete;
+    pool_memory& operator=(const pool_memory&) = delete;
+
+    header& shared_header() const noexcept { return *reinterpret_cast<header*>(base_); }
+    worker_slot& slot(std::size_t i) const noexcept {
+        return *reinterpret_cast<worker_slot*>(base_ + round_up(sizeof(header)) + i * round_up(sizeof(worker_slot)));
+    }
+
+    /// Fresh rings and progress for slot i. Only while no worker uses the slot.
+    void reset_slot(std::size_t i) {
+        worker_slot* slot_memory = &slot(i);
+        slot_memory->~worker_slot();
+        auto* fresh = ::new (slot_memory) worker_slot();
+        std::byte* rings = base_ + round_up(sizeof(header)) + workers_ * round_up(sizeof(worker_slot)) +
+                           2 * i * spsc_ring::footprint(ring_bytes_);
+        eventcount& doorbell = shared_header().doorbell;
+        fresh->tasks = ::new (rings) spsc_ring(ring_bytes_, &fresh->task_readable, &doorbell);
+        fresh->results =
+            ::new (rings + spsc_ring::footprint(ring_bytes_)) spsc_ring(ring_bytes_, &doorbell, &fresh->result_writable);
+    }
+
+private:
+    static constexpr std::size_t round_up(std::size_t n) noexcept { return (n + cache_line - 1) / cache_line * cache_line; }
+
+    std::size_t workers_;
+    std::size_t ring_bytes_;
+    std::size_t bytes_ = 0;
+    std::byte* base_ = nullptr;
+};
+
+class pool_core {
+public:
+    explicit pool_core(PoolOptions options, std::size_t processes)
+        : options_(std::move(options)),
+          processes_(processes),
+          memory_(processes, ring_capacity(options_.ring_bytes)),
+          workers_(processes) {
+        // Made before any fork, so primitives created later are shared with the workers.
+        shared_segment::instance();
+        pool_memory::header* shared = &memory_.shared_header();
+        const pool_memory* memory = &memory_;
+        const std::function<void()>* initializer = &options_.initializer;
+        const std::size_t maxtasks = options_.maxtasksperchild;
+        server_ = std::make_unique<fork_server>(
+            [memory, initializer, maxtasks](std::size_t slot) { run_worker(memory->slot(slot), *initializer, maxtasks); },
+            [shared] {
+                shared->deaths.fetch_add(1, std::memory_order_release);
+                shared->doorbell.notify();
+            });
+        for (std::size_t i = 0; i < processes_; ++i) start_worker(i);
+        thread_ = std::thread([this] { loop(); });
+    }
+
+    ~pool_core() {
+        terminate();
+        join_thread();
+    }
+    pool_core(const pool_core&) = delete;
+    pool_core& operator=(const pool_core&) = delete;
+
+    std::size_t size() const noexcept { return processes_; }
+
+    std::vector<pid_t> pids() const {
+        std::lock_guard guard(control_mutex_);
+        return pids_;
+    }
+
+    /// Queues a job; std::logic_error once the pool is closed or terminated.
+    void submit(std::shared_ptr<job_base> job, const char* caller) {
+        {
+            std::lock_guard guard(control_mutex_);
+            if (closed_ || terminating_)
+                throw std::logic_error(std::string("Pool::") + caller + ": the pool is closed; no new work is accepted");
+            incoming_jobs_.push_back(std::move(job));
+        }
+        wake();
+    }
+
+    /// A lazy job (imap) received more items.
+    void input_added(const std::shared_ptr<job_base>& job) {
+        {
+            std::lock_guard guard(control_mutex_);
+            incoming_ready_.push_back(job);
+        }
+        wake();
+    }
+
+    void close() {
+        {
+            std::lock_guard guard(control_mutex_);
+            closed_ = true;
+        }
+        wake();
+    }
+
+    void terminate() {
+        {
+            std::lock_guard guard(control_mutex_);
+            closed_ = true;
+            terminating_ = true;
+        }
+        wake();
+    }
+
+    /// Waits for the pool thread (and so every worker) to finish. Lazy inputs still
+    /// open are read to their end first, on this thread, as Python's imap would
+    /// have queued them all.
+    void join() {
+        {
+            std::lock_guard guard(control_mutex_);
+            if (!closed_) throw std::logic_error("Pool::join: call close() or terminate() first");
+        }
+        if (std::this_thread::get_id() == thread_.get_id())
+            throw std::logic_error("Pool::join: called from the pool's own thread (inside a callback)");
+        for (;;) {
+            std::function<void()> drain;
+            {
+                std::lock_guard guard(control_mutex_);
+                if (drainers_.empty()) break;
+                drain = drainers_.begin()->second;
+                drainers_.erase(drainers_.begin());
+            }
+            drain();
+        }
+        join_thread();
+    }
+
+    /// Registers a lazy input that join() must read to its end; returns its id.
+    std::size_t add_drainer(std::function<void()> drain) {
+        std::lock_guard guard(control_mutex_);
+        drainers_.emplace(++last_drainer_, std::move(drain));
+        return last_drainer_;
+    }
+    void remove_drainer(std::size_t id) {
+        std::lock_guard guard(control_mutex_);
+        drainers_.erase(id);
+    }
+
+    std::size_t worker_count() const noexcept { return processes_; }
+
+private:
+    struct sent_chunk {
+        std::shared_ptr<job_base> job;
+        chunk_piece piece;
+        std::uint64_t seq = 0;
+        std::array<std::byte, sizeof(std::uint64_t) + sizeof(chunk_header)> prefix{};  // length + header
+    };
+
+    struct worker_state {
+        pid_t pid = 0;
+        bool alive = false;
+        bool timed_out = false;           // killed by us for task_timeout
+        std::deque<sent_chunk> chunks;    // sent or being sent, oldest first
+        std::size_t writing = 0;          // index in chunks of the one being written
+        std::size_t written = 0;          // its bytes already in the ring
+        std::size_t budget = SIZE_MAX;    // tasks it may still receive (maxtasksperchild)
+        bool exit_queued = false;         // the exit message is due after the chunks
+        std::size_t exit_written = 0;
+        std::uint64_t next_seq = 1;
+        // The result message being assembled.
+        std::array<std::byte, sizeof(std::uint64_t)> length_bytes{};
+        std::size_t length_got = 0;
+        std::vector<std::byte> incoming;
+        std::size_t incoming_got = 0;
+    };
+
+    static std::size_t ring_capacity(std::size_t requested) {
+        if (requested == 0) return default_ring_bytes;
+        std::size_t capacity = 4096;
+        while (capacity < requested) capacity *= 2;
+        return capacity;
+    }
+
+    void wake() {
+        control_changes_.fetch_add(1, std::memory_order_release);
+        memory_.shared_header().doorbell.notify();
+    }
+
+    void join_thread() {
+        std::lock_guard guard(join_mutex_);
+        if (thread_.joinable()) thread_.join();
+    }
+
+    void start_worker(std::size_t slot) {
+        worker_state& worker = workers_[slot];
+        worker = worker_state{};
+        worker.pid = server_->spawn(slot);
+        worker.alive = true;
+        if (options_.maxtasksperchild != 0) worker.budget = options_.maxtasksperchild;
+        std::lock_guard guard(control_mutex_);
+        if (pids_.size() < processes_) pids_.resize(processes_);
+        pids_[slot] = worker.pid;
+    }
+
+    // ---- the pool thread --------------------------------------------------------
+
+    void loop() {
+        for (;;) {
+            bool progressed = absorb_control();
+            if (terminating_seen_) {
+                shut_down_now();
+                return;
+            }
+            for (auto& worker : workers_) progressed |= receive_results(worker);
+            progressed |= handle_deaths();
+            for (std::size_t i = 0; i < workers_.size(); ++i) progressed |= feed(workers_[i]);
+            check_timeouts();
+            if (closed_seen_ && jobs_.empty()) {
+                if (begin_or_finish_close()) return;
+            }
+            if (!progressed) sleep();
+        }
+    }
+
+    /// Takes submissions, new lazy items and close/terminate requests.
+    bool absorb_control() {
+        const auto changes = control_changes_.load(std::memory_order_acquire);
+        if (changes == control_seen_) return false;
+        control_seen_ = changes;
+        std::vector<std::shared_ptr<job_base>> jobs, ready;
+        {
+            std::lock_guard guard(control_mutex_);
+            jobs.swap(incoming_jobs_);
+            ready.swap(incoming_ready_);
+            closed_seen_ = closed_;
+            terminating_seen_ = terminating_;
+        }
+        for (auto& job : jobs) {
+            ready_.push_back(job);
+            jobs_.emplace(job.get(), job);
+            complete_if_finished(job);  // an empty map is finished at once
+        }
+        for (auto& job : ready) {
+            ready_.push_back(job);
+            complete_if_finished(job);  // e.g. an imap view cancelled with nothing in flight
+        }
+        return true;
+    }
+
+    /// Sends chunks to one worker while it has room for them.
+    bool feed(worker_state& worker) {
+        bool progressed = write_pending(worker);
+        while (worker.alive && !worker.exit_queued && worker.writing == worker.chunks.size() && worker.budget > 0 &&
+               !ready_.empty()) {
+            const std::shared_ptr<job_base>& job = ready_.front();
+            if (worker.chunks.size() >= job->plan().queue_depth()) break;
+            auto piece = job->take_chunk(worker.budget);
+            if (!piece) {
+                ready_.pop_front();  // it comes back through requeue or input_added
+                continue;
+            }
+            worker.budget = worker.budget == SIZE_MAX ? SIZE_MAX : worker.budget - piece->count;
+            sent_chunk chunk{job, std::move(*piece), worker.next_seq++, {}};
+            const chunk_header header{chunk.seq, job->runner(), chunk.piece.count,
+                                      options_.task_timeout.count() > 0 ? 1u : 0u, job->callable().size()};
+            const std::uint64_t length = sizeof header + job->callable().size() + chunk.piece.items.size();
+            std::memcpy(chunk.prefix.data(), &length, sizeof length);
+            std::memcpy(chunk.prefix.data() + sizeof length, &header, sizeof header);
+            worker.chunks.push_back(std::move(chunk));
+            progressed = true;
+            write_pending(worker);
+        }
+        // A worker whose budget (maxtasksperchild) is spent exits by itself after
+        // its last chunk; its death notice brings the replacement.
+        return progressed;
+    }
+
+    /// Continues writing queued chunks (and the exit message) into the task ring.
+    bool write_pending(worker_state& worker) {
+        if (!worker.alive) return false;
+        spsc_ring& ring = *memory_.slot(static_cast<std::size_t>(&worker - workers_.data())).tasks;
+        bool progressed = false;
+        while (worker.writing < worker.chunks.size()) {
+            const sent_chunk& chunk = worker.chunks[worker.writing];
+            const std::array<std::span<const std::byte>, 3> parts{std::span<const std::byte>(chunk.prefix),
+                                                                 chunk.job->callable(), chunk.piece.items};
+            std::size_t offset = worker.written;
+            for (auto part : parts) {
+                if (offset >= part.size()) {
+                    offset -= part.size();
+                    continue;
+                }
+                const std::size_t n = ring.try_write(part.subspan(offset));
+                worker.written += n;
+                progressed |= n > 0;
+                if (n < part.size() - offset) return progressed;  // ring full
+                offset = 0;
+            }
+            ++worker.writing;
+            worker.written = 0;
+        }
+        if (worker.exit_queued) {
+            std::array<std::byte, sizeof(std::uint64_t) + sizeof(chunk_header)> exit_message{};
+            const std::uint64_t length = sizeof(chunk_header);
+            std::memcpy(exit_message.data(), &length, sizeof length);  // a zeroed header: seq 0 means exit
+            while (worker.exit_written < exit_message.size()) {
+                const std::size_t n = ring.try_write(std::span(exit_message).subspan(worker.exit_written));
+                if (n == 0) break;
+                worker.exit_written += n;
+                progressed = true;
+            }
+        }
+        return progressed;
+    }
+
+    /// Reads every complete result message a worker has written.
+    bool receive_results(worker_state& worker) {
+        if (!worker.alive && worker.chunks.empty()) return false;
+        const std::size_t slot_index = static_cast<std::size_t>(&worker - workers_.data());
+        spsc_ring& ring = *memory_.slot(slot_index).results;
+        bool progressed = false;
+        for (;;) {
+            if (worker.length_got < worker.length_bytes.size()) {
+                const std::size_t n = ring.try_read(std::span(worker.length_bytes).subspan(worker.length_got));
+                worker.length_got += n;
+                if (worker.length_got < worker.length_bytes.size()) return progressed;
+                std::uint64_t length = 0;
+                std::memcpy(&length, worker.length_bytes.data(), sizeof length);
+                worker.incoming.resize(static_cast<std::size_t>(length));
+                worker.incoming_got = 0;
+            }
+            const std::size_t n = ring.try_read(std::span(worker.incoming).subspan(worker.incoming_got));
+            worker.incoming_got += n;
+            progressed |= n > 0;
+            if (worker.incoming_got < worker.incoming.size()) return progressed;
+            worker.length_got = 0;
+            complete_chunk(worker);
+            progressed = true;
+        }
+    }
+
+    void complete_chunk(worker_state& worker) {
+        result_header header{};
+        std::memcpy(&header, worker.incoming.data(), sizeof header);
+        if (worker.chunks.empty() || worker.chunks.front().seq != header.seq) {
+            // Cannot happen with a well-behaved worker; refuse to guess which tasks these are.
+            return;
+        }
+        sent_chunk chunk = std::move(worker.chunks.front());
+        worker.chunks.pop_front();
+        --worker.writing;
+        reader results(std::span<const std::byte>(worker.incoming).subspan(sizeof header));
+        chunk.job->plan().record(header.count, header.elapsed_ns);
+        chunk.job->deliver(chunk.piece.first_index, chunk.piece.count, results);
+        chunk.job->settled(chunk.piece.count);
+        complete_if_finished(chunk.job);
+    }
+
+    void complete_if_finished(const std::shared_ptr<job_base>& job) {
+        if (!job->finished()) return;
+        if (jobs_.erase(job.get()) == 0) return;  // completed before
+        job->complete();
+    }
+
+    bool handle_deaths() {
+        const auto deaths = memory_.shared_header().deaths.load(std::memory_order_acquire);
+        if (deaths == deaths_seen_) return false;
+        deaths_seen_ = deaths;
+        bool progressed = false;
+        while (auto exit = server_->next_exit()) {
+            on_worker_exit(*exit);
+            progressed = true;
+        }
+        return progressed;
+    }
+
+    /// A worker is gone: keep its finished results, send its unfinished chunks
+    /// again, and pin the loss on the one task it was running, which fails with
+    /// WorkerLost or TaskTimeout (or is re-run while retries last).
+    void on_worker_exit(const worker_exit& exit) {
+        worker_state& worker = workers_[exit.slot];
+        if (!worker.alive || worker.pid != exit.pid) return;
+        receive_results(worker);  // results it finished before dying
+        worker_slot& slot = memory_.slot(exit.slot);
+        const std::uint64_t running = slot.progress.running_seq.load(std::memory_order_relaxed);
+        const std::uint32_t done = slot.progress.tasks_done.load(std::memory_order_relaxed);
+        const bool timed_out = worker.timed_out;
+
+        std::vector<std::pair<std::shared_ptr<job_base>, std::size_t>> failed;  // (job, task index)
+        std::deque<sent_chunk> lost = std::move(worker.chunks);
+        for (sent_chunk& chunk : lost) {
+            chunk_piece piece = std::move(chunk.piece);
+            if (chunk.seq == running && done < piece.count) {
+                // Tasks before `done` ran but their results died with the worker:
+                // run them again. Task `done` is the one that was running.
+                if (done > 0) {
+                    auto [head, rest] = split_piece(piece, done);
+                    requeue(chunk.job, std::move(head));
+                    piece = std::move(rest);
+                }
+                chunk_piece culprit = piece;
+                if (piece.count > 1) {
+                    auto [one, tail] = split_piece(piece, 1);
+                    culprit = std::move(one);
+                    requeue(chunk.job, std::move(tail));
+                }
+                if (!timed_out && culprit.attempts < options_.retries) {
+                    ++culprit.attempts;
+                    requeue(chunk.job, std::move(culprit));
+                } else {
+                    failed.emplace_back(chunk.job, culprit.first_index);
+                }
+            } else {
+                requeue(chunk.job, std::move(piece));
+            }
+        }
+
+        // Replace the worker before reporting its loss, so pids() is whole when
+        // a caller sees the error.
+        worker.alive = false;
+        memory_.reset_slot(exit.slot);
+        const bool replace = !closed_seen_ || !jobs_.empty();
+        if (replace) start_worker(exit.slot);
+
+        for (auto& [job, index] : failed) {
+            std::exception_ptr error;
+            if (timed_out)
+                error = std::make_exception_ptr(TaskTimeout("task ran longer than task_timeout (" +
+                                                            std::to_string(options_.task_timeout.count()) +
+                                                            " ms); its worker " + std::to_string(exit.pid) +
+                                                            " was killed"));
+            else
+                error = std::make_exception_ptr(WorkerLost(exit.pid, exit.signal, exit.exit_code));
+            job->fail(index, error);
+            job->settled(1);
+            complete_if_finished(job);
+        }
+    }
+
+    void requeue(const std::shared_ptr<job_base>& job, chunk_piece piece) {
+        job->requeue(std::move(piece));
+        ready_.push_front(job);
+        complete_if_finished(job);  // a cancelled job may be done now
+    }
+
+    void check_timeouts() {
+        if (options_.task_timeout.count() <= 0) return;
+        const std::int64_t limit = std::chrono::duration_cast<std::chrono::nanoseconds>(options_.task_timeout).count();
+        const std::int64_t now = steady_now_ns();
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            worker_state& worker = workers_[i];
+            if (!worker.alive || worker.timed_out || worker.chunks.empty()) continue;
+            const std::int64_t started = memory_.slot(i).progress.task_started_ns.load(std::memory_order_relaxed);
+            if (started != 0 && now - started > limit) {
+                worker.timed_out = true;
+                server_->kill(worker.pid, SIGKILL);
+            }
+        }
+    }
+
+    /// Closing with no work left: ask each worker to exit, then (once all have)
+    /// stop the fork server. Returns true when the pool thread may end.
+    bool begin_or_finish_close() {
+        bool any_alive = false;
+        for (auto& worker : workers_) {
+            if (!worker.alive) continue;
+            any_alive = true;
+            if (!worker.exit_queued) {
+                worker.exit_queued = true;
+                write_pending(worker);
+            }
+        }
+        if (any_alive) return false;
+        server_->shutdown(/*kill_workers=*/false);
+        return true;
+    }
+
+    /// terminate(): every unfinished task fails with PoolTerminated, workers are killed.
+    void shut_down_now() {
+        server_->shutdown(/*kill_workers=*/true);
+        const auto error = std::make_exception_ptr(PoolTerminated());
+        for (auto& worker : workers_) {
+            for (sent_chunk& chunk : worker.chunks) {
+                for (std::uint32_t i = 0; i < chunk.piece.count; ++i) chunk.job->fail(chunk.piece.first_index + i, error);
+                chunk.job->settled(chunk.piece.count);
+            }
+            worker.chunks.clear();
+            worker.alive = false;
+        }
+        auto jobs = std::move(jobs_);
+        for (auto& [raw, job] : jobs) {
+            job->fail_waiting(error);
+            job->complete();
+        }
+        std::lock_guard guard(control_mutex_);
+        for (auto& job : incoming_jobs_) {
+            job->fail_waiting(error);
+            job->complete();
+        }
+        incoming_jobs_.clear();
+    }
+
+    /// Sleeps on the doorbell until a worker, a submitter or the fork server rings.
+    void sleep() {
+        auto has_work = [&] {
+            if (control_changes_.load(std::memory_order_acquire) != control_seen_) return true;
+            if (memory_.shared_header().deaths.load(std::memory_order_acquire) != deaths_seen_) return true;
+            for (std::size_t i = 0; i < workers_.size(); ++i) {
+                const worker_state& worker = workers_[i];
+                if (!worker.alive) continue;
+                if (memory_.slot(i).results->readable() > 0) return true;
+                const bool unwritten = worker.writing < worker.chunks.size() ||
+                                       (worker.exit_queued && worker.exit_written < sizeof(std::uint64_t) + sizeof(chunk_header));
+                if (unwritten && memory_.slot(i).tasks->writable() > 0) return true;
+            }
+            return false;
+        };
+        auto deadline = steady_deadline::max();
+        if (options_.task_timeout.count() > 0)
+            deadline = std::chrono::steady_clock::now() +
+                       std::clamp<std::chrono::steady_clock::duration>(options_.task_timeout / 8, std::chrono::milliseconds(1),
+                                                                      std::chrono::milliseconds(50));
+        await(memory_.shared_header().doorbell, has_work, deadline);
+    }
+
+    PoolOptions options_;
+    std::size_t processes_;
+    pool_memory memory_;
+    std::unique_ptr<fork_server> server_;
+
+    // Pool thread only.
+    std::vector<worker_state> workers_;
+    std::deque<std::shared_ptr<job_base>> ready_;  // jobs that may have chunks to send, in submission order
+    std::unordered_map<job_base*, std::shared_ptr<job_base>> jobs_;  // every unfinished job
+    std::uint64_t control_seen_ = 0;
+    std::uint32_t deaths_seen_ = 0;
+    bool closed_seen_ = false;
+    bool terminating_seen_ = false;
+
+    // Shared with the callers' threads.
+    mutable std::mutex control_mutex_;
+    std::vector<std::shared_ptr<job_base>> incoming_jobs_;
+    std::vector<std::shared_ptr<job_base>> incoming_ready_;
+    std::vector<pid_t> pids_;
+    bool closed_ = false;
+    bool terminating_ = false;
+    std::map<std::size_t, std::function<void()>> drainers_;
+    std::size_t last_drainer_ = 0;
+    std::atomic<std::uint64_t> control_changes_{0};
+
+    std::mutex join_mutex_;
+    std::thread thread_;
+};
+
+}  // namespace mpp::detail

@@ -1,0 +1,169 @@
+// The typed jobs behind each Pool method: collect_job gathers a map's results
+// in input order into one AsyncResult, single_job serves apply, stream_job hands
+// imap results to a consuming view as they arrive (in order or not).
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include "mpp/async_result.hpp"
+#include "mpp/detail/job.hpp"
+
+namespace mpp::detail {
+
+/// map / starmap: results land at their input index; the first failure in input
+/// order wins, reported once every chunk has finished.
+template <class S, class R>
+class collect_job final : public job_base {
+    // Default-constructible results are written in place; others wait in optionals.
+    static constexpr bool in_place = std::is_default_constructible_v<R> && !std::is_same_v<R, bool>;
+    using slot = std::conditional_t<in_place, R, std::optional<R>>;
+
+public:
+    collect_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, std::size_t total,
+                std::shared_ptr<result_state<std::vector<R>>> state)
+        : job_base(runner, std::move(callable), plan), values_(total), state_(std::move(state)) {}
+
+    void deliver(std::size_t first, std::uint32_t count, reader& results) override {
+        decode_results(first, count, results, [&](std::size_t index, reader& in) {
+            if constexpr (in_place)
+                values_[index] = load_with<S, R>(in);
+            else
+                values_[index].emplace(load_with<S, R>(in));
+        });
+    }
+
+    void fail(std::size_t index, std::exception_ptr error) override {
+        if (index < first_error_index_) {
+            first_error_index_ = index;
+            first_error_ = std::move(error);
+        }
+    }
+
+    void complete() override {
+        if (first_error_) return state_->set_exception(first_error_);
+        if constexpr (in_place) {
+            state_->set_value(std::move(values_));
+        } else {
+            std::vector<R> values;
+            values.reserve(values_.size());
+            for (auto& value : values_) values.push_back(std::move(*value));
+            state_->set_value(std::move(values));
+        }
+    }
+
+private:
+    std::vector<slot> values_;
+    std::size_t first_error_index_ = SIZE_MAX;
+    std::exception_ptr first_error_;
+    std::shared_ptr<result_state<std::vector<R>>> state_;
+};
+
+/// apply / apply_async: one task, one result.
+template <class S, class R>
+class single_job final : public job_base {
+public:
+    single_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan,
+               std::shared_ptr<result_state<R>> state)
+        : job_base(runner, std::move(callable), plan), state_(std::move(state)) {}
+
+    void deliver(std::size_t first, std::uint32_t count, reader& results) override {
+        decode_results(first, count, results, [&](std::size_t, reader& in) {
+            if constexpr (std::is_void_v<R>)
+                value_.emplace();
+            else
+                value_.emplace(load_with<S, R>(in));
+        });
+    }
+    void fail(std::size_t, std::exception_ptr error) override { error_ = std::move(error); }
+    void complete() override {
+        if (error_ || !value_) return state_->set_exception(error_ ? error_ : std::make_exception_ptr(PoolTerminated()));
+        state_->set_value(std::move(*value_));
+    }
+
+private:
+    std::optional<stored_value<R>> value_;
+    std::exception_ptr error_;
+    std::shared_ptr<result_state<R>> state_;
+};
+
+/// imap / imap_unordered: results wait here until the consuming view takes them.
+template <class S, class R>
+class stream_job final : public job_base {
+public:
+    using outcome = std::variant<std::exception_ptr, R>;
+
+    stream_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, bool ordered)
+        : job_base(runner, std::move(callable), plan), ordered_(ordered) {}
+
+    void deliver(std::size_t first, std::uint32_t count, reader& results) override {
+        std::vector<std::pair<std::size_t, outcome>> decoded;
+        decoded.reserve(count);
+        decode_results(first, count, results, [&](std::size_t index, reader& in) {
+            decoded.emplace_back(index, outcome(std::in_place_index<1>, load_with<S, R>(in)));
+        });
+        std::lock_guard guard(mutex_);
+        for (auto& [index, value] : decoded) store(index, std::move(value));
+        arrived_.notify_all();
+    }
+
+    void fail(std::size_t index, std::exception_ptr error) override {
+        std::lock_guard guard(mutex_);
+        store(index, outcome(std::in_place_index<0>, std::move(error)));
+        arrived_.notify_all();
+    }
+
+    void complete() override {
+        std::lock_guard guard(mutex_);
+        completed_ = true;
+        arrived_.notify_all();
+    }
+
+    /// The outcome of the next result (task `index` when ordered, any when not).
+    /// Blocks until it is there; nullopt if the job completed without it.
+    std::optional<outcome> take(std::size_t index) {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            if (ordered_) {
+                if (auto found = by_index_.find(index); found != by_index_.end()) {
+                    outcome value = std::move(found->second);
+                    by_index_.erase(found);
+                    return value;
+                }
+            } else if (!arrival_order_.empty()) {
+                outcome value = std::move(arrival_order_.front());
+                arrival_order_.pop_front();
+                return value;
+            }
+            if (completed_) return std::nullopt;
+            arrived_.wait(lock);
+        }
+    }
+
+private:
+    void store(std::size_t index, outcome value) {
+        if (cancelled()) return;  // the view is gone: results are dropped
+        if (ordered_)
+            by_index_.emplace(index, std::move(value));
+        else
+            arrival_order_.push_back(std::move(value));
+    }
+
+    const bool ordered_;
+    std::mutex mutex_;
+    std::condition_variable arrived_;
+    std::map<std::size_t, outcome> by_index_;
+    std::deque<outcome> arrival_order_;
+    bool completed_ = false;
+};
+
+}  // namespace mpp::detail

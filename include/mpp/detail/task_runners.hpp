@@ -1,0 +1,120 @@
+// How a callable and its arguments travel to a worker and run there: the
+// `shippable` concept that decides what may be sent, the encoding of callables,
+// and the chunk runners (one instantiation per call shape) whose addresses the
+// pool puts into each chunk.
+#pragma once
+
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <ranges>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "mpp/detail/chunk_wire.hpp"
+#include "mpp/serializer.hpp"
+
+namespace mpp {
+
+namespace detail {
+
+template <class F>
+concept function_pointer = std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>;
+
+/// Captureless lambdas and other empty function objects: rebuilt in the worker, nothing sent.
+template <class F>
+concept stateless_callable =
+    std::is_class_v<F> && std::is_empty_v<F> && std::is_default_constructible_v<F> && std::is_trivially_copyable_v<F>;
+
+template <class S, class F>
+concept encodable_callable = std::is_class_v<F> && (std::same_as<S, binary_serializer> ? serializable<F> : true) &&
+                             requires(writer& out, reader& in, const F& f) {
+                                 S::template save<F>(out, f);
+                                 { S::template load<F>(in) } -> std::same_as<F>;
+                             };
+
+}  // namespace detail
+
+/// What a pool can send to its workers: function pointers (a forked worker runs
+/// the same program image), captureless lambdas, and function objects the
+/// Serializer can encode (they travel with each chunk).
+template <class F, class Serializer = binary_serializer>
+concept shippable = detail::function_pointer<F> || detail::stateless_callable<F> ||
+                    detail::encodable_callable<Serializer, F>;
+
+namespace detail {
+
+template <class S, class F>
+void save_callable(writer& out, const F& f) {
+    if constexpr (function_pointer<F>) {
+        out.write(&f, sizeof f);
+    } else if constexpr (stateless_callable<F>) {
+        // Nothing to send: the worker default-constructs it.
+    } else {
+        save_with<S>(out, f);
+    }
+}
+
+template <class S, class F>
+F load_callable(reader& in) {
+    if constexpr (function_pointer<F>) {
+        F f = nullptr;
+        std::memcpy(&f, in.read(sizeof f).data(), sizeof f);
+        return f;
+    } else if constexpr (stateless_callable<F>) {
+        return F{};
+    } else {
+        return load_with<S, F>(in);
+    }
+}
+
+/// Calls f(arg) (map, imap, apply of one packed tuple goes through call_spread).
+struct call_one {
+    template <class F, class Arg>
+    static decltype(auto) call(F& f, Arg&& arg) {
+        return std::invoke(f, std::forward<Arg>(arg));
+    }
+};
+
+/// Calls f(elements of a tuple-like arg...) (starmap, apply).
+struct call_spread {
+    template <class F, class Arg>
+    static decltype(auto) call(F& f, Arg&& arg) {
+        return std::apply(f, std::forward<Arg>(arg));
+    }
+};
+
+template <class F, class Arg, class Call>
+using call_result_t = decltype(Call::call(std::declval<F&>(), std::declval<Arg&&>()));
+
+/// Runs a chunk in the worker: decode the callable once, then each item, call,
+/// encode each result (or the exception it threw).
+template <class S, class F, class Arg, class Call>
+void run_chunk(chunk_context& context) {
+    using result = call_result_t<F, Arg, Call>;
+    std::optional<F> callable;
+    try {
+        callable.emplace(load_callable<S, F>(context.callable));
+    } catch (...) {
+        for (std::uint32_t i = 0; i < context.count; ++i) {
+            context.begin_task(i);
+            save_current_exception(context.results);
+        }
+        return;
+    }
+    for (std::uint32_t i = 0; i < context.count; ++i) {
+        run_task(context, i, [&](writer& out) {
+            reader item(context.next_item());
+            Arg arg = load_with<S, Arg>(item);
+            if constexpr (std::is_void_v<result>) {
+                Call::call(*callable, std::move(arg));
+            } else {
+                save_with<S>(out, Call::call(*callable, std::move(arg)));
+            }
+        });
+    }
+}
+
+}  // namespace detail
+}  // namespace mpp

@@ -1,0 +1,219 @@
+// basic_pool<Serializer> (and Pool = basic_pool<>): Python's multiprocessing.Pool.
+// Workers are forked at construction and fed through shared-memory rings; a
+// worker that dies costs only the task it was running, and the destructor
+// (close + join) never drops submitted work silently.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <ranges>
+#include <stdexcept>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mpp/async_result.hpp"
+#include "mpp/detail/imap_view.hpp"
+#include "mpp/detail/pool_core.hpp"
+#include "mpp/detail/pool_jobs.hpp"
+#include "mpp/detail/task_runners.hpp"
+#include "mpp/errors.hpp"
+#include "mpp/pool_options.hpp"
+#include "mpp/process.hpp"
+#include "mpp/serializer.hpp"
+
+namespace mpp {
+
+namespace detail {
+
+template <class T>
+struct is_tuple_like : std::false_type {};
+template <class... Ts>
+struct is_tuple_like<std::tuple<Ts...>> : std::true_type {};
+template <class A, class B>
+struct is_tuple_like<std::pair<A, B>> : std::true_type {};
+template <class T, std::size_t N>
+struct is_tuple_like<std::array<T, N>> : std::true_type {};
+
+template <class F, class S>
+constexpr void check_shippable() {
+    static_assert(shippable<F, S>,
+                  "mpp: this callable cannot be sent to a worker process. Use a function pointer, a captureless "
+                  "lambda, or a function object the Serializer can encode; pass captured state as arguments instead "
+                  "(std::function and lambdas capturing non-trivial state cannot travel).");
+}
+
+}  // namespace detail
+
+template <class Serializer = binary_serializer>
+class basic_pool {
+    static_assert(serializer_type<Serializer>,
+                  "mpp::basic_pool<S>: S needs `template <class T> static void save(mpp::writer&, const T&)` and "
+                  "`template <class T> static T load(mpp::reader&)`");
+
+    template <class F, class... Args>
+    using apply_result = std::remove_cvref_t<std::invoke_result_t<F, std::decay_t<Args>...>>;
+    template <class F, class In>
+    using map_result = std::remove_cvref_t<std::invoke_result_t<F, std::ranges::range_value_t<In>>>;
+    template <class F, class In>
+    using starmap_result = std::remove_cvref_t<
+        detail::call_result_t<F, std::ranges::range_value_t<In>, detail::call_spread>>;
+
+public:
+    /// cpu_count() workers.
+    basic_pool() : basic_pool(PoolOptions{}) {}
+    explicit basic_pool(std::size_t processes) : basic_pool(options_with(processes)) {}
+    explicit basic_pool(PoolOptions options) {
+        const std::size_t processes = options.processes == 0 ? cpu_count() : options.processes;
+        core_ = std::make_shared<detail::pool_core>(std::move(options), processes);
+    }
+
+    /// close() + join(): submitted work always finishes.
+    ~basic_pool() {
+        try {
+            close();
+            join();
+        } catch (...) {
+            // join() from inside a callback cannot wait for its own thread; the core
+            // terminates in its destructor instead.
+        }
+    }
+    basic_pool(const basic_pool&) = delete;
+    basic_pool& operator=(const basic_pool&) = delete;
+
+    /// f(args...) in a worker; blocks for the result.
+    template <class F, class... Args>
+    apply_result<F, Args...> apply(F f, Args&&... args) {
+        return apply_async(std::move(f), std::forward<Args>(args)...).get();
+    }
+
+    /// f(args...) in a worker; the arguments are copied (encoded) now.
+    template <class F, class... Args>
+    AsyncResult<apply_result<F, Args...>> apply_async(F f, Args&&... args) {
+        detail::check_shippable<F, Serializer>();
+        using R = apply_result<F, Args...>;
+        using packed = std::tuple<std::decay_t<Args>...>;
+        auto state = std::make_shared<detail::result_state<R>>();
+        auto job = std::make_shared<detail::single_job<Serializer, R>>(
+            &detail::run_chunk<Serializer, F, packed, detail::call_spread>, encode_callable(f), detail::chunk_plan(1, 1),
+            state);
+        detail::item_block_writer items;
+        items.begin_item();
+        save_with<Serializer>(items.out(), packed(std::forward<Args>(args)...));
+        items.end_item();
+        job->add_items(std::move(items).take(), 1, true);
+        core_->submit(std::move(job), "apply_async");
+        return AsyncResult<R>(std::move(state));
+    }
+
+    /// [f(x) for x in xs], computed in parallel; blocks. Throws the first failed task's exception.
+    template <class F, std::ranges::input_range In>
+    auto map(F f, In&& xs, std::size_t chunksize = 0) {
+        return map_async(std::move(f), std::forward<In>(xs), chunksize).get();
+    }
+
+    template <class F, std::ranges::input_range In>
+    AsyncResult<std::vector<map_result<F, In>>> map_async(F f, In&& xs, std::size_t chunksize = 0) {
+        static_assert(!std::is_void_v<map_result<F, In>>,
+                      "mpp::Pool::map: the function returns void, so there is nothing to collect; use apply_async "
+                      "per item, or return a value");
+        return submit_all<map_result<F, In>, detail::call_one>(std::move(f), std::forward<In>(xs), chunksize, "map");
+    }
+
+    /// map for functions of several arguments: each element is a tuple, pair or array.
+    template <class F, std::ranges::input_range In>
+    auto starmap(F f, In&& tuples, std::size_t chunksize = 0) {
+        return starmap_async(std::move(f), std::forward<In>(tuples), chunksize).get();
+    }
+
+    template <class F, std::ranges::input_range In>
+    AsyncResult<std::vector<starmap_result<F, In>>> starmap_async(F f, In&& tuples, std::size_t chunksize = 0) {
+        static_assert(detail::is_tuple_like<std::ranges::range_value_t<In>>::value,
+                      "mpp::Pool::starmap: the elements must be std::tuple, std::pair or std::array");
+        static_assert(!std::is_void_v<starmap_result<F, In>>,
+                      "mpp::Pool::starmap: the function returns void, so there is nothing to collect");
+        return submit_all<starmap_result<F, In>, detail::call_spread>(std::move(f), std::forward<In>(tuples), chunksize,
+                                                                       "starmap");
+    }
+
+    /// Lazy, ordered: a view yielding f(x) in input order, reading xs as it goes.
+    template <class F, std::ranges::input_range In>
+    auto imap(F f, In&& xs, std::size_t chunksize = 1) {
+        return make_stream(std::move(f), std::forward<In>(xs), chunksize, /*ordered=*/true, "imap");
+    }
+
+    /// Lazy, unordered: a view yielding f(x) as results arrive.
+    template <class F, std::ranges::input_range In>
+    auto imap_unordered(F f, In&& xs, std::size_t chunksize = 1) {
+        return make_stream(std::move(f), std::forward<In>(xs), chunksize, /*ordered=*/false, "imap_unordered");
+    }
+
+    /// No new work; the workers exit once the queued work is done. Idempotent.
+    void close() { core_->close(); }
+    /// Waits for the workers to exit; std::logic_error before close() or terminate(). Idempotent.
+    void join() { core_->join(); }
+    /// Stops now: every unfinished result fails with PoolTerminated.
+    void terminate() { core_->terminate(); }
+
+    std::size_t size() const noexcept { return core_->size(); }
+    /// The current worker pids (a replaced worker's successor included): always size() entries.
+    std::vector<pid_t> pids() const { return core_->pids(); }
+
+private:
+    static PoolOptions options_with(std::size_t processes) {
+        PoolOptions options;
+        options.processes = processes;
+        return options;
+    }
+
+    template <class F>
+    static std::vector<std::byte> encode_callable(const F& f) {
+        writer out;
+        detail::save_callable<Serializer>(out, f);
+        return std::move(out).take();
+    }
+
+    /// map / starmap: every item is encoded now (the input may go away after the call).
+    template <class R, class Call, class F, class In>
+    AsyncResult<std::vector<R>> submit_all(F f, In&& xs, std::size_t chunksize, const char* caller) {
+        detail::check_shippable<F, Serializer>();
+        using value = std::ranges::range_value_t<In>;
+        detail::item_block_writer items;
+        if constexpr (std::ranges::sized_range<In>) items.out().reserve(std::ranges::size(xs) * (sizeof(value) + 8));
+        for (auto&& x : xs) {
+            items.begin_item();
+            save_with<Serializer>(items.out(), static_cast<const value&>(x));
+            items.end_item();
+        }
+        const std::size_t count = items.count();
+        auto state = std::make_shared<detail::result_state<std::vector<R>>>();
+        auto job = std::make_shared<detail::collect_job<Serializer, R>>(
+            &detail::run_chunk<Serializer, F, value, Call>, encode_callable(f),
+            detail::chunk_plan(chunksize, core_->worker_count()), count, state);
+        job->add_items(std::move(items).take(), count, true);
+        core_->submit(std::move(job), caller);
+        return AsyncResult<std::vector<R>>(std::move(state));
+    }
+
+    template <class F, class In>
+    auto make_stream(F f, In&& xs, std::size_t chunksize, bool ordered, const char* caller) {
+        detail::check_shippable<F, Serializer>();
+        using R = map_result<F, In>;
+        static_assert(!std::is_void_v<R>, "mpp::Pool::imap: the function returns void, so there is nothing to yield");
+        using value = std::ranges::range_value_t<In>;
+        auto job = std::make_shared<detail::stream_job<Serializer, R>>(
+            &detail::run_chunk<Serializer, F, value, detail::call_one>, encode_callable(f),
+            detail::chunk_plan(chunksize, core_->worker_count()), ordered);
+        core_->submit(job, caller);
+        const std::size_t window = std::max<std::size_t>(256, 8 * core_->worker_count() * chunksize);  // items in flight
+        return detail::imap_view<Serializer, R, In>(core_, std::move(job), std::forward<In>(xs), window);
+    }
+
+    std::shared_ptr<detail::pool_core> core_;
+};
+
+using Pool = basic_pool<>;
+
+}  // namespace mpp
