@@ -87,6 +87,15 @@ struct half_saved {  // serialize beats raw bytes: only `kept` is encoded
     }
 };
 
+struct no_default {  // a serialize member, but loading could not construct one
+    explicit no_default(int v) : value(v) {}
+    int value;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(value);
+    }
+};
+
 struct empty_serialize {
     template <class Ar>
     void serialize(Ar& ar) {
@@ -229,6 +238,8 @@ static_assert(!mpp::serializable<std::map<std::string_view, int>>);
 static_assert(!mpp::serializable<std::unique_ptr<int[]>>);
 static_assert(!mpp::serializable<std::shared_ptr<int>>);      // neither built in nor trivially copyable
 static_assert(!mpp::serializable<int&>);
+static_assert(!mpp::serializable<no_default>);  // trivially copyable, but its serialize member cannot load
+static_assert(mpp::serializable<std::pair<const std::string, int>>);  // a map's value_type
 static_assert(!mpp::serializable<int[4]>);                     // cannot be returned by load: use std::array
 
 // ---- round trips ----
@@ -319,6 +330,8 @@ TEST_CASE("std::array, pair and tuple round-trip without length prefixes", "[ser
 
     const std::pair<int, std::string> entry{7, "seven"};
     CHECK(round_trip(entry) == entry);
+    const std::vector<std::pair<const std::string, int>> entries{{"a", 1}, {"b", 2}};
+    CHECK(round_trip(entries) == entries);
     const std::tuple<int, double, std::string> triple{1, 2.5, "three"};
     CHECK(round_trip(triple) == triple);
     const auto triple_bytes = mpp::dumps(triple);

@@ -260,7 +260,9 @@ constexpr bool bitwise();
 /// User types are assumed to take at least one byte.
 template <class T>
 constexpr std::size_t min_encoded_size() {
-    if constexpr (has_codec<T> || has_serialize<T>) {
+    if constexpr (std::is_const_v<T>) {
+        return min_encoded_size<std::remove_const_t<T>>();
+    } else if constexpr (has_codec<T> || has_serialize<T>) {
         return 1;
     } else if constexpr (builtin_codec<T>::known) {
         return builtin_codec<T>::min_size;
@@ -707,7 +709,9 @@ struct is_bitwise_composite<std::chrono::duration<Rep, Period>>
 
 template <class T>
 constexpr bool bitwise() {
-    if constexpr (has_codec<T> || has_serialize<T> || !std::is_default_constructible_v<T>) {
+    if constexpr (std::is_const_v<T>) {
+        return false;  // a const element cannot be memcpy'd into
+    } else if constexpr (has_codec<T> || has_serialize<T> || !std::is_default_constructible_v<T>) {
         return false;
     } else if constexpr (std::is_same_v<T, bool>) {
         return false;
