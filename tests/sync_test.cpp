@@ -15,6 +15,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -572,6 +573,37 @@ TEST_CASE("primitive handles survive the serializer and name the same shared obj
     CHECK(in_a_vector[1] == lock);
     std::vector<std::byte> garbage(8, std::byte{0xff});
     CHECK_THROWS_AS(mpp::loads<mpp::Lock>(garbage), mpp::SerializationError);
+}
+
+TEST_CASE("primitives sent as bytes reach a process forked before they existed", "[handles]") {
+    // What a pool does: its workers are forked first, the primitives made later arrive in messages.
+    int to_child[2];
+    REQUIRE(::pipe(to_child) == 0);
+    mpp::Process worker([read_end = to_child[0], write_end = to_child[1]] {
+        ::close(write_end);
+        std::vector<std::byte> message(4096);
+        std::size_t got = 0;
+        for (ssize_t n; (n = ::read(read_end, message.data() + got, message.size() - got)) > 0;) got += static_cast<std::size_t>(n);
+        message.resize(got);
+        auto [lock, event, barrier] = mpp::loads<std::tuple<mpp::Lock, mpp::Event, mpp::Barrier>>(message);
+        barrier.wait();
+        std::scoped_lock guard(lock);
+        event.set();
+    });
+    worker.start();
+    ::close(to_child[0]);
+    mpp::Lock lock;
+    mpp::Event event;
+    mpp::Barrier barrier(2);
+    const auto message = mpp::dumps(std::tuple{lock, event, barrier});
+    REQUIRE(::write(to_child[1], message.data(), message.size()) == static_cast<ssize_t>(message.size()));
+    ::close(to_child[1]);
+    CHECK(barrier.wait(120s) <= 1);  // both sides meet on the same barrier
+    CHECK(event.wait(120s));
+    CHECK(lock.try_lock_for(120s));
+    lock.unlock();
+    REQUIRE(worker.join(120s));
+    CHECK(worker.exitcode() == 0);
 }
 
 TEST_CASE("creating and destroying many primitives returns their memory to the segment", "[handles]") {
