@@ -219,6 +219,10 @@ template <class T, std::size_t Extent>
 struct is_refused<std::span<T, Extent>> : std::true_type {};
 
 /// Per-family encoding of the built-in types; `known` is false for everything else.
+/// The format, all little-endian: numbers as stored; bool and every presence flag (optional,
+/// unique_ptr) as one byte 0/1; lengths as uint64 then the elements; std::array, pair, tuple,
+/// complex and duration as their elements with no prefix; variant as a uint32 index then the value;
+/// maps as a length then key, value, key, value...
 template <class T>
 struct builtin_codec {
     static constexpr bool known = false;
@@ -386,6 +390,56 @@ struct builtin_codec<std::basic_string<C, Traits, Alloc>> {
     }
 };
 
+/// Reads Ts out of bytes that need not be aligned for T, one small memcpy each (compilers turn the
+/// loop that consumes it into a single block copy). Random access, so a vector sizes itself once.
+template <class T>
+class unaligned_iterator {
+public:
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = T;
+
+    unaligned_iterator() = default;
+    explicit unaligned_iterator(const std::byte* at) noexcept : at_(at) {}
+
+    T operator*() const noexcept {
+        T value;
+        std::memcpy(static_cast<void*>(std::addressof(value)), at_, sizeof(T));
+        return value;
+    }
+    T operator[](difference_type n) const noexcept { return *(*this + n); }
+    unaligned_iterator& operator++() noexcept { return *this += 1; }
+    unaligned_iterator operator++(int) noexcept {
+        auto before = *this;
+        *this += 1;
+        return before;
+    }
+    unaligned_iterator& operator--() noexcept { return *this -= 1; }
+    unaligned_iterator operator--(int) noexcept {
+        auto before = *this;
+        *this -= 1;
+        return before;
+    }
+    unaligned_iterator& operator+=(difference_type n) noexcept {
+        at_ += n * static_cast<difference_type>(sizeof(T));
+        return *this;
+    }
+    unaligned_iterator& operator-=(difference_type n) noexcept { return *this += -n; }
+    friend unaligned_iterator operator+(unaligned_iterator it, difference_type n) noexcept { return it += n; }
+    friend unaligned_iterator operator+(difference_type n, unaligned_iterator it) noexcept { return it += n; }
+    friend unaligned_iterator operator-(unaligned_iterator it, difference_type n) noexcept { return it -= n; }
+    friend difference_type operator-(unaligned_iterator a, unaligned_iterator b) noexcept {
+        return (a.at_ - b.at_) / static_cast<difference_type>(sizeof(T));
+    }
+    friend bool operator==(unaligned_iterator a, unaligned_iterator b) noexcept { return a.at_ == b.at_; }
+    friend auto operator<=>(unaligned_iterator a, unaligned_iterator b) noexcept { return a.at_ <=> b.at_; }
+
+private:
+    const std::byte* at_ = nullptr;
+};
+
 template <class T, class Alloc>
 struct builtin_codec<std::vector<T, Alloc>> {
     using vector = std::vector<T, Alloc>;
@@ -407,14 +461,9 @@ struct builtin_codec<std::vector<T, Alloc>> {
         vector value;
         if constexpr (bitwise<T>()) {
             const auto bytes = in.read(count * sizeof(T));
-            if (count == 0) return value;  // memcpy must not see the null data() of an empty vector
-            if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) == 0) {
-                const T* first = reinterpret_cast<const T*>(bytes.data());
-                value.assign(first, first + count);  // allocates exactly and copies once
-            } else {
-                value.resize(count);
-                std::memcpy(static_cast<void*>(value.data()), bytes.data(), bytes.size());
-            }
+            // One allocation of exactly count elements, filled in one pass (no zeroing first),
+            // whatever the alignment of the source bytes.
+            value.assign(unaligned_iterator<T>(bytes.data()), unaligned_iterator<T>(bytes.data() + bytes.size()));
         } else {
             nesting_guard guard(in);
             value.reserve(count);
@@ -785,7 +834,8 @@ struct binary_serializer {
         static_assert(serializable<T>,
                       "mpp cannot encode this type: specialize mpp::codec<T> (static save/load) or add a member "
                       "`template <class Ar> void serialize(Ar& ar) { ar(members...); }`; pointers, std::string_view "
-                      "and std::span are refused because they would dangle in another process");
+                      "and std::span are refused because they would dangle in another process (send std::string, "
+                      "std::vector or std::array instead)");
         if constexpr (serializable<T>) detail::binary_save<std::remove_cv_t<T>>(out, value);
     }
     template <class T>
