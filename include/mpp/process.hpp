@@ -54,7 +54,8 @@ namespace detail {
 struct child_record {
     pid_t pid = 0;                  // 0 until forked
     pid_t parent = 0;               // the process that forked it: the only one that may reap it
-    int pidfd = -1;                 // readable once the child exits; -1 if the kernel has no pidfd_open
+    int pidfd = -1;                 // readable once the child exits; -1 if the kernel has no pidfd_open.
+                                    // Closed only when the owning Process goes away.
     std::optional<int> exitcode;    // set exactly once, by the reaping waitpid
 };
 
@@ -92,10 +93,8 @@ public:
             // The status is lost; report a plain exit rather than waiting forever.
             child.exitcode = 0;
         }
-        if (child.pidfd >= 0) {
-            ::close(child.pidfd);
-            child.pidfd = -1;
-        }
+        // The pidfd stays open (and readable) until the Process is destroyed, so a thread still
+        // polling it can never end up polling a recycled descriptor number.
         return true;
     }
 
@@ -190,10 +189,14 @@ inline std::optional<std::size_t> cgroup_cpu_limit() {
         std::string path = line.substr(second + 1);
         if (line.compare(0, first, "0") == 0 && controllers.empty()) {
             for (;;) {
-                if (auto text = read_first_line("/sys/fs/cgroup" + path + "/cpu.max")) {
-                    if (text->compare(0, 3, "max") != 0) {
-                        double quota = 0, period = 100000;
-                        if (std::sscanf(text->c_str(), "%lf %lf", &quota, &period) >= 1) consider(quota, period);
+                // The unified hierarchy: mounted at /sys/fs/cgroup, or beside v1 in hybrid setups.
+                for (const char* mount : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+                    if (auto text = read_first_line(mount + path + "/cpu.max")) {
+                        if (text->compare(0, 3, "max") != 0) {
+                            double quota = 0, period = 100000;
+                            if (std::sscanf(text->c_str(), "%lf %lf", &quota, &period) >= 1) consider(quota, period);
+                        }
+                        break;
                     }
                 }
                 if (path.empty() || path == "/") break;
@@ -468,6 +471,8 @@ private:
         auto& table = detail::process_table::instance();
         std::lock_guard guard(table.mutex);
         std::erase(table.children, &record);
+        if (record.pidfd >= 0) ::close(record.pidfd);
+        record.pidfd = -1;
     }
 
     void finish() noexcept {

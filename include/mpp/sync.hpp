@@ -81,6 +81,11 @@ inline bool spin_while_equal(const futex_word& word, std::uint32_t expected) noe
     return spin_then_check([&] { return word.load(std::memory_order_acquire) != expected; });
 }
 
+/// A zero timeout (Python's acquire(timeout=0)) answers at once instead of spinning first.
+inline bool already_passed(steady_deadline deadline) noexcept {
+    return deadline != steady_deadline::max() && deadline <= std::chrono::steady_clock::now();
+}
+
 struct lock_state {
     robust_mutex mutex;
     // Thread id of the holder, 0 when free. Written only by the thread holding `mutex` (so a thread
@@ -402,6 +407,7 @@ private:
     bool acquire_until(detail::steady_deadline deadline) const {
         auto& s = *state_;
         for (;;) {
+            if (detail::already_passed(deadline)) return take_permit();
             if (detail::spin_then_check([&] { return take_permit(); })) return true;
             s.sleepers.fetch_add(1, std::memory_order_seq_cst);
             bool in_time = true;
@@ -464,6 +470,7 @@ private:
         auto& s = *state_;
         const std::uint32_t seen = s.word.load(std::memory_order_acquire);
         if (seen & 1u) return true;
+        if (detail::already_passed(deadline)) return false;
         // Any change of the word from a cleared `seen` is a set(): clear() alone cannot change it.
         if (detail::spin_while_equal(s.word, seen)) return true;
         s.sleepers.fetch_add(1, std::memory_order_seq_cst);
@@ -530,9 +537,10 @@ public:
     void notify(int n = 1) const {
         if (!lock_.held_by_this_thread())
             throw std::logic_error("mpp::Condition::notify: the calling thread must hold the condition's lock");
+        if (n <= 0) return;
         auto& s = *state_;
         s.sequence.fetch_add(1, std::memory_order_seq_cst);
-        if (n > 0 && s.sleepers.load(std::memory_order_seq_cst) != 0) detail::futex_wake(s.sequence, n);
+        if (s.sleepers.load(std::memory_order_seq_cst) != 0) detail::futex_wake(s.sequence, n);
     }
     void notify_all() const { notify(INT_MAX); }
 
