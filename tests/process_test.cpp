@@ -11,6 +11,8 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -287,6 +289,49 @@ TEST_CASE("cpu_count is at least 1 and within the affinity mask", "[process]") {
     CPU_ZERO(&set);
     REQUIRE(::sched_getaffinity(0, sizeof set, &set) == 0);
     CHECK(count <= static_cast<std::size_t>(CPU_COUNT(&set)));
+}
+
+namespace {
+/// A throwaway directory tree standing in for /proc and /sys/fs/cgroup; removed at scope exit.
+struct fake_root {
+    fake_root() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "mpp-cgroup-XXXXXX").string();
+        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        path = pattern;
+    }
+    ~fake_root() { std::filesystem::remove_all(path); }
+    void write(const std::string& relative, const std::string& text) const {
+        const auto file = path / relative.substr(1);
+        std::filesystem::create_directories(file.parent_path());
+        std::ofstream(file) << text;
+    }
+    std::filesystem::path path;
+};
+}  // namespace
+
+TEST_CASE("cpu_count's cgroup quota reading rounds up and takes the tightest limit on the path", "[process]") {
+    fake_root root;
+    SECTION("no cgroup files: no limit") { CHECK_FALSE(mpp::detail::cgroup_cpu_limit(root.path.string()).has_value()); }
+    SECTION("cgroup v2: a parent's 1.5 CPUs limit a child with no quota of its own") {
+        root.write("/proc/self/cgroup", "0::/job/step\n");
+        root.write("/sys/fs/cgroup/job/step/cpu.max", "max 100000\n");
+        root.write("/sys/fs/cgroup/job/cpu.max", "150000 100000\n");
+        CHECK(mpp::detail::cgroup_cpu_limit(root.path.string()) == std::size_t{2});
+    }
+    SECTION("cgroup v2: the tighter of two nested quotas wins") {
+        root.write("/proc/self/cgroup", "0::/job/step\n");
+        root.write("/sys/fs/cgroup/job/step/cpu.max", "300000 100000\n");
+        root.write("/sys/fs/cgroup/job/cpu.max", "50000 100000\n");
+        CHECK(mpp::detail::cgroup_cpu_limit(root.path.string()) == std::size_t{1});
+    }
+    SECTION("cgroup v1: cfs_quota_us over cfs_period_us, unlimited when -1") {
+        root.write("/proc/self/cgroup", "4:memory:/x\n3:cpu,cpuacct:/box\n0::/\n");
+        root.write("/sys/fs/cgroup/cpu,cpuacct/box/cpu.cfs_quota_us", "300000\n");
+        root.write("/sys/fs/cgroup/cpu,cpuacct/box/cpu.cfs_period_us", "100000\n");
+        CHECK(mpp::detail::cgroup_cpu_limit(root.path.string()) == std::size_t{3});
+        root.write("/sys/fs/cgroup/cpu,cpuacct/box/cpu.cfs_quota_us", "-1\n");
+        CHECK_FALSE(mpp::detail::cgroup_cpu_limit(root.path.string()).has_value());
+    }
 }
 
 TEST_CASE("every child is reaped: no zombie is left after all kinds of exits", "[process]") {

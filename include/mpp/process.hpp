@@ -173,12 +173,13 @@ inline std::optional<std::string> read_first_line(const std::string& path) {
 
 /// CPUs allowed by a cgroup quota, or nullopt if unlimited. Checks cgroup v2 `cpu.max` from the
 /// process's own cgroup up to the root (a parent's quota limits its children too), then v1.
-inline std::optional<std::size_t> cgroup_cpu_limit() {
+/// `root` prefixes every path (tests point it at a fake /proc and /sys).
+inline std::optional<std::size_t> cgroup_cpu_limit(const std::string& root = "") {
     std::optional<double> limit;
     auto consider = [&](double quota, double period) {
         if (quota > 0 && period > 0) limit = std::min(limit.value_or(quota / period), quota / period);
     };
-    std::ifstream membership("/proc/self/cgroup");
+    std::ifstream membership(root + "/proc/self/cgroup");
     std::string line;
     while (std::getline(membership, line)) {
         // "hierarchy-id:controllers:path"
@@ -191,7 +192,7 @@ inline std::optional<std::size_t> cgroup_cpu_limit() {
             for (;;) {
                 // The unified hierarchy: mounted at /sys/fs/cgroup, or beside v1 in hybrid setups.
                 for (const char* mount : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
-                    if (auto text = read_first_line(mount + path + "/cpu.max")) {
+                    if (auto text = read_first_line(root + mount + path + "/cpu.max")) {
                         if (text->compare(0, 3, "max") != 0) {
                             double quota = 0, period = 100000;
                             if (std::sscanf(text->c_str(), "%lf %lf", &quota, &period) >= 1) consider(quota, period);
@@ -205,7 +206,7 @@ inline std::optional<std::size_t> cgroup_cpu_limit() {
         } else if (("," + controllers + ",").find(",cpu,") != std::string::npos) {
             for (const std::string mount : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
                 // Inside a container the process's path is often the mount's root.
-                for (const std::string& dir : {mount + path, mount}) {
+                for (const std::string& dir : {root + mount + path, root + mount}) {
                     auto quota = read_first_line(dir + "/cpu.cfs_quota_us");
                     auto period = read_first_line(dir + "/cpu.cfs_period_us");
                     if (quota && period) {
