@@ -373,6 +373,22 @@ TEST_CASE("maps, sets, deques and lists round-trip", "[serializer]") {
     const std::list<std::string> queue{"first", "second"};
     CHECK(round_trip(queue) == queue);
     CHECK(round_trip(std::map<int, int>{}).empty());
+
+    const std::multimap<int, std::string> repeated{{1, "first"}, {1, "second"}, {0, "zero"}};
+    CHECK(round_trip(repeated) == repeated);  // equal keys keep their order
+    const std::multiset<char> letters{'a', 'a', 'b'};
+    CHECK(round_trip(letters) == letters);
+    const std::unordered_multimap<int, int> pairs{{1, 1}, {1, 2}};
+    CHECK(round_trip(pairs).count(1) == 2);
+    CHECK(round_trip(std::unordered_multiset<int>{4, 4, 4}).count(4) == 3);
+}
+
+TEST_CASE("byte buffers and other std::byte containers round-trip as one block", "[serializer]") {
+    const std::vector<std::byte> payload = as_bytes({0, 255, 7});
+    CHECK(round_trip(payload) == payload);
+    CHECK(mpp::dumps(payload) == concat(u64_le(3), payload));
+    const std::array<std::byte, 2> pair_of_bytes{std::byte{1}, std::byte{2}};
+    CHECK(round_trip(pair_of_bytes) == pair_of_bytes);
 }
 
 TEST_CASE("durations, complex numbers, raw structs and function pointers round-trip", "[serializer]") {

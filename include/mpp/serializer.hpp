@@ -611,9 +611,9 @@ private:
 
 // ---- associative containers ----
 
-/// Maps and sets: a count, then the elements in iteration order. Duplicate keys can only come
-/// from corrupt input, so they are an error rather than silently dropped.
-template <class Container, class Key, class Mapped, bool Hashed>
+/// Maps and sets: a count, then the elements in iteration order. In a unique-key container a
+/// repeated key can only come from corrupt input, so it is an error rather than silently dropped.
+template <class Container, class Key, class Mapped, bool Hashed, bool UniqueKeys = true>
 struct associative_codec {
     static constexpr bool is_map = !std::is_void_v<Mapped>;
     using element = std::conditional_t<is_map, std::pair<Key, std::conditional_t<is_map, Mapped, int>>, Key>;
@@ -647,7 +647,7 @@ struct associative_codec {
                 emplace(value, std::move(key));
             }
         }
-        if (value.size() != count) {
+        if (UniqueKeys && value.size() != count) {
             throw SerializationError("mpp: corrupt input: a " + std::string(is_map ? "map" : "set") + " of " +
                                      std::to_string(count) + " elements repeats a key");
         }
@@ -660,7 +660,9 @@ private:
         if constexpr (Hashed) {
             value.emplace(std::forward<Args>(args)...);
         } else {
-            value.emplace_hint(value.end(), std::forward<Args>(args)...);  // saved sorted: amortized O(1)
+            // Saved in order, so the end is the right place: amortized O(1), and equal keys of a
+            // multimap keep their order.
+            value.emplace_hint(value.end(), std::forward<Args>(args)...);
         }
     }
 };
@@ -676,6 +678,18 @@ struct builtin_codec<std::set<K, Compare, Alloc>> : associative_codec<std::set<K
 template <class K, class Hash, class Equal, class Alloc>
 struct builtin_codec<std::unordered_set<K, Hash, Equal, Alloc>>
     : associative_codec<std::unordered_set<K, Hash, Equal, Alloc>, K, void, true> {};
+template <class K, class V, class Compare, class Alloc>
+struct builtin_codec<std::multimap<K, V, Compare, Alloc>>
+    : associative_codec<std::multimap<K, V, Compare, Alloc>, K, V, false, false> {};
+template <class K, class V, class Hash, class Equal, class Alloc>
+struct builtin_codec<std::unordered_multimap<K, V, Hash, Equal, Alloc>>
+    : associative_codec<std::unordered_multimap<K, V, Hash, Equal, Alloc>, K, V, true, false> {};
+template <class K, class Compare, class Alloc>
+struct builtin_codec<std::multiset<K, Compare, Alloc>>
+    : associative_codec<std::multiset<K, Compare, Alloc>, K, void, false, false> {};
+template <class K, class Hash, class Equal, class Alloc>
+struct builtin_codec<std::unordered_multiset<K, Hash, Equal, Alloc>>
+    : associative_codec<std::unordered_multiset<K, Hash, Equal, Alloc>, K, void, true, false> {};
 
 // ---- everything else on the list ----
 
