@@ -3,7 +3,9 @@
 // Adapters for other serialization libraries are not included: include <mpp/serializers/cereal.hpp>.
 #pragma once
 
+#include <mpp/async_result.hpp>
 #include <mpp/errors.hpp>
+#include <mpp/pool.hpp>
 #include <mpp/process.hpp>
 #include <mpp/progress.hpp>
 #include <mpp/queue.hpp>
