@@ -299,6 +299,35 @@ TEST_CASE("a release from another process wakes a Semaphore waiter", "[semaphore
     CHECK(ready.value() == 0);
 }
 
+TEST_CASE("waiters killed inside Semaphore::acquire and Event::wait leave no trace", "[semaphore][event][death]") {
+    mpp::Semaphore semaphore(0);
+    mpp::Event event;
+    mpp::Process semaphore_waiter([=] { semaphore.acquire(); });
+    mpp::Process event_waiter([=] { event.wait(); });
+    semaphore_waiter.start();
+    event_waiter.start();
+    std::this_thread::sleep_for(30ms);  // most likely asleep by now; the test holds either way
+    semaphore_waiter.kill();
+    event_waiter.kill();
+    semaphore_waiter.join();
+    event_waiter.join();
+    semaphore.release();
+    CHECK(semaphore.value() == 1);  // the dead waiter took nothing
+    CHECK(semaphore.acquire(60s));
+    event.set();
+    CHECK(event.wait(0s));
+    mpp::Process survivor([=] {
+        semaphore.acquire();
+        event.clear();
+    });
+    survivor.start();
+    semaphore.release();
+    REQUIRE(survivor.join(120s));
+    CHECK(survivor.exitcode() == 0);
+    CHECK_FALSE(event.is_set());
+    CHECK(semaphore.value() == 0);
+}
+
 TEST_CASE("releasing a BoundedSemaphore above its initial value throws std::logic_error", "[semaphore]") {
     mpp::BoundedSemaphore bounded(2);
     CHECK_THROWS_AS(bounded.release(), std::logic_error);
