@@ -152,10 +152,15 @@ private:
     friend std::pair<Connection<T>, Connection<T>> Pipe<T>(bool);
     friend struct codec<Connection<T>>;
 
-    /// A new open handle held by this process (made by Pipe() or decoded from a message).
-    Connection(state_ref state, unsigned side) : state_(std::move(state)), side_(side), closed_(false) {
+    /// A new open handle held by this process, made by Pipe() or decoded from a message.
+    Connection(state_ref state, unsigned side, bool inherited)
+        : state_(std::move(state)), side_(side), closed_(false) {
         detail::pipe_ledger::instance().acquire(own_end());
-        own_end().note_holder(detail::pipe_pid_cache::current());
+        if (inherited) {
+            own_end().note_inherited(detail::pipe_pid_cache::current());
+        } else {
+            own_end().note_creator(detail::pipe_pid_cache::current());
+        }
     }
 
     detail::pipe_end_holders& own_end() const noexcept { return state_->ends[side_]; }
@@ -182,7 +187,7 @@ private:
 template <class T>
 std::pair<Connection<T>, Connection<T>> Pipe(bool duplex) {
     auto state = detail::shared_ref<detail::pipe_state>::make(duplex);
-    return {Connection<T>(state, 0), Connection<T>(state, 1)};
+    return {Connection<T>(state, 0, false), Connection<T>(state, 1, false)};
 }
 
 // A Connection travels in messages (Process arguments, pool tasks, queues) as a reference
@@ -199,7 +204,7 @@ struct codec<Connection<T>> {
         auto state = detail::load_shared_handle<detail::pipe_state>(in, detail::pipe_handle_kind, "Connection");
         const auto side = binary_serializer::load<std::uint8_t>(in);
         if (side > 1) throw SerializationError("mpp: corrupt input: a Connection end must be 0 or 1");
-        Connection<T> connection(std::move(state), side);
+        Connection<T> connection(std::move(state), side, true);
         connection.own_end().end_transfer();
         return connection;
     }

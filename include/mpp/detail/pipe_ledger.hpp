@@ -49,7 +49,7 @@ private:
     static void after_fork_in_child() noexcept {
         auto& ledger = instance();
         const pid_t child = ::getpid();
-        for (auto& [end, count] : ledger.open_handles_) end->note_holder(child);
+        for (auto& [end, count] : ledger.open_handles_) end->note_inherited(child);
         ledger.mutex_.unlock();
     }
 

@@ -1,7 +1,7 @@
 // Who holds each end of a pipe, so that recv can tell "nothing yet" from "nothing ever
-// again": per end, a small lock-free table of the processes that hold it, used it or
-// closed it, and a liveness test that sees through zombies. A process that dies holding
-// an end needs no cleanup: it is simply found dead.
+// again": per end, a small lock-free table of the processes that made it, inherited it,
+// used it or closed it, and a liveness test that sees through zombies. A process that
+// dies holding an end needs no cleanup: it is simply found dead.
 #pragma once
 
 #include <fcntl.h>
@@ -61,8 +61,10 @@ class pipe_end_holders {
 public:
     static constexpr std::size_t capacity = 32;
 
-    /// `pid` has a handle to this end (made it, inherited it through fork, or decoded it).
-    void note_holder(pid_t pid) noexcept { note(pid, 0); }
+    /// `pid` made this end (Pipe()).
+    void note_creator(pid_t pid) noexcept { note(pid, 0); }
+    /// `pid` got a handle to this end from another process: through fork, or decoded from a message.
+    void note_inherited(pid_t pid) noexcept { note(pid, inherited_bit); }
     /// `pid` sent, received or polled through this end.
     void note_user(pid_t pid) noexcept { note(pid, used_bit); }
     /// `pid` closed this end (or dropped its last handle to it).
@@ -83,31 +85,34 @@ public:
         }
     }
 
-    /// True when nobody will ever use this end again: every process that used it closed it
-    /// or died; or, if nobody used it yet, every process holding it did. With
-    /// check_liveness false only explicit closes count (no syscalls).
+    /// True when nobody will use this end again: every process that used it or received it
+    /// from another process closed it or died, and either there is such a process (the end
+    /// was handed on, so its creator merely holding a copy does not count, as Python users
+    /// forget to close it) or its creator closed it too. With check_liveness false only
+    /// explicit closes count (no syscalls).
     bool gone(bool check_liveness) const noexcept {
         if (in_transit_.load(std::memory_order_seq_cst) != 0 || overflowed_.load(std::memory_order_relaxed) != 0)
             return false;  // a holder we cannot see may still use it
-        bool any_used = false;
-        bool any_open_holder = false;
+        bool handed_on = false;
+        bool creator_open = false;
         for (const auto& entry : entries_) {
             const std::uint64_t value = entry.load(std::memory_order_seq_cst);
             if (value == 0) continue;
             const bool open = (value & closed_bit) == 0 && (!check_liveness || pipe_process_alive(pid_of(value)));
-            if ((value & used_bit) != 0) {
-                any_used = true;
+            if ((value & (used_bit | inherited_bit)) != 0) {
+                handed_on = true;
                 if (open) return false;
             } else if (open) {
-                any_open_holder = true;
+                creator_open = true;
             }
         }
-        return any_used || !any_open_holder;
+        return handed_on || !creator_open;
     }
 
 private:
     static constexpr std::uint64_t used_bit = std::uint64_t{1} << 32;
     static constexpr std::uint64_t closed_bit = std::uint64_t{1} << 33;
+    static constexpr std::uint64_t inherited_bit = std::uint64_t{1} << 34;
     static pid_t pid_of(std::uint64_t value) noexcept { return static_cast<pid_t>(value & 0xffff'ffffu); }
 
     void note(pid_t pid, std::uint64_t flags) noexcept {
