@@ -3,6 +3,7 @@
 // pool's thread before ready() turns true, so get() never races a callback.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -29,8 +30,17 @@ namespace detail {
 template <class T>
 using stored_value = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
+// A specialization, not std::conditional_t: conditional_t would form `const void&` for T = void.
 template <class T>
-using value_callback = std::conditional_t<std::is_void_v<T>, std::function<void()>, std::function<void(const T&)>>;
+struct value_callback_for {
+    using type = std::function<void(const T&)>;
+};
+template <>
+struct value_callback_for<void> {
+    using type = std::function<void()>;
+};
+template <class T>
+using value_callback = typename value_callback_for<T>::type;
 using error_callback = std::function<void(std::exception_ptr)>;
 
 /// Shared between an AsyncResult and the pool thread that completes it.
@@ -63,6 +73,8 @@ public:
         return error_ == nullptr;
     }
     void wait() const {
+        // A result is often a few microseconds away: look before going to sleep.
+        for (int i = 0; i < long_spin_budget && !ready_hint_.load(std::memory_order_acquire); ++i) cpu_relax();
         std::unique_lock lock(mutex_);
         became_ready_.wait(lock, [&] { return phase_ == phase::ready; });
     }
@@ -110,6 +122,7 @@ private:
             due.clear();
             if (callbacks_.empty()) {
                 phase_ = phase::ready;
+                ready_hint_.store(true, std::memory_order_release);
                 break;
             }
             due.swap(callbacks_);  // registered while we ran the others
@@ -139,6 +152,7 @@ private:
     mutable std::mutex mutex_;
     mutable std::condition_variable became_ready_;
     phase phase_ = phase::pending;
+    std::atomic<bool> ready_hint_{false};  // phase_ == ready, readable without the mutex
     std::optional<stored_value<T>> value_;
     std::exception_ptr error_;
     bool taken_ = false;

@@ -168,6 +168,30 @@ private:
         return options;
     }
 
+    /// Bytes per item when items of type T travel flat (raw, unframed), else 0.
+    template <class T>
+    static constexpr std::size_t item_stride() {
+        return detail::flat_encoded<Serializer, T>() ? sizeof(T) : 0;
+    }
+
+    /// Encodes every element of xs into `items` (one memcpy for a contiguous range of flat items).
+    template <class In>
+    static void encode_items(detail::item_block_writer& items, In& xs) {
+        using value = std::ranges::range_value_t<In>;
+        if constexpr (item_stride<value>() != 0 && std::ranges::contiguous_range<In> &&
+                      std::same_as<std::remove_cv_t<std::ranges::range_value_t<In>>, value>) {
+            items.append_flat(std::ranges::data(xs), static_cast<std::size_t>(std::ranges::size(xs)));
+        } else {
+            if constexpr (std::ranges::sized_range<In>)
+                items.out().reserve(static_cast<std::size_t>(std::ranges::size(xs)) * (sizeof(value) + 8));
+            for (auto&& x : xs) {
+                items.begin_item();
+                save_with<Serializer>(items.out(), static_cast<const value&>(x));
+                items.end_item();
+            }
+        }
+    }
+
     template <class F>
     static std::vector<std::byte> encode_callable(const F& f) {
         writer out;
@@ -180,18 +204,14 @@ private:
     AsyncResult<std::vector<R>> submit_all(F f, In&& xs, std::size_t chunksize, const char* caller) {
         detail::check_shippable<F, Serializer>();
         using value = std::ranges::range_value_t<In>;
-        detail::item_block_writer items;
-        if constexpr (std::ranges::sized_range<In>) items.out().reserve(std::ranges::size(xs) * (sizeof(value) + 8));
-        for (auto&& x : xs) {
-            items.begin_item();
-            save_with<Serializer>(items.out(), static_cast<const value&>(x));
-            items.end_item();
-        }
+        constexpr std::size_t stride = item_stride<value>();
+        detail::item_block_writer items(stride);
+        encode_items(items, xs);
         const std::size_t count = items.count();
         auto state = std::make_shared<detail::result_state<std::vector<R>>>();
         auto job = std::make_shared<detail::collect_job<Serializer, R>>(
             &detail::run_chunk<Serializer, F, value, Call>, encode_callable(f),
-            detail::chunk_plan(chunksize, core_->worker_count()), count, state);
+            detail::chunk_plan(chunksize, core_->worker_count()), stride, count, state);
         job->add_items(std::move(items).take(), count, true);
         core_->submit(std::move(job), caller);
         return AsyncResult<std::vector<R>>(std::move(state));
@@ -205,7 +225,7 @@ private:
         using value = std::ranges::range_value_t<In>;
         auto job = std::make_shared<detail::stream_job<Serializer, R>>(
             &detail::run_chunk<Serializer, F, value, detail::call_one>, encode_callable(f),
-            detail::chunk_plan(chunksize, core_->worker_count()), ordered);
+            detail::chunk_plan(chunksize, core_->worker_count()), item_stride<value>(), ordered);
         core_->submit(job, caller);
         const std::size_t window = std::max<std::size_t>(256, 8 * core_->worker_count() * chunksize);  // items in flight
         return detail::imap_view<Serializer, R, In>(core_, std::move(job), std::forward<In>(xs), window);

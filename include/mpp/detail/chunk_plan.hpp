@@ -37,10 +37,14 @@ public:
     /// the pool thread, few enough that a slow chunk does not strand work behind it.
     std::size_t queue_depth() const noexcept {
         if (!measured_) return 2;
-        const double chunk_ns = automatic() ? std::max(target_chunk_ns, ns_per_task_)
-                                            : ns_per_task_ * static_cast<double>(explicit_size_);
-        const double depth = pipeline_ns / std::max(chunk_ns, 1.0);
+        const double depth = pipeline_ns / std::max(estimated_chunk_ns(), 1.0);
         return static_cast<std::size_t>(std::clamp(depth, 2.0, 512.0));
+    }
+
+    /// Expected run time of one chunk as this plan sizes them.
+    double estimated_chunk_ns() const noexcept {
+        if (!measured_) return target_chunk_ns;
+        return automatic() ? std::max(target_chunk_ns, ns_per_task_) : ns_per_task_ * static_cast<double>(explicit_size_);
     }
 
     /// A finished chunk: `count` tasks took `elapsed_ns` in the worker.

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <exception>
 #include <string>
+#include <type_traits>
 #include <typeinfo>
 
 #include "mpp/errors.hpp"
@@ -47,6 +48,22 @@ struct result_header {
 
 enum class task_status : std::uint8_t { ok = 0, failed = 1 };
 
+/// True when T travels as its raw bytes under Serializer S (binary_serializer and
+/// a bitwise type: int, double, plain structs...). Such items need no framing
+/// and such results need no per-task status: a chunk of them is one memcpy.
+template <class S, class T>
+constexpr bool flat_encoded() {
+    if constexpr (std::is_void_v<T>)
+        return false;
+    else
+        return std::same_as<S, binary_serializer> && !has_codec<T> && bitwise<T>();
+}
+
+/// How a chunk's results are laid out when the result type is flat_encoded:
+/// `dense` = every task succeeded and the values follow back to back;
+/// `per_task` = each task's status, then its value or its exception.
+enum class result_layout : std::uint8_t { dense = 0, per_task = 1 };
+
 inline std::int64_t steady_now_ns() noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
@@ -65,7 +82,7 @@ struct chunk_context {
     worker_progress& progress;
     bool track_time;
 
-    /// The bytes of the next item.
+    /// The bytes of the next length-framed item.
     std::span<const std::byte> next_item() {
         item_length length = 0;
         std::memcpy(&length, items.read(sizeof length).data(), sizeof length);

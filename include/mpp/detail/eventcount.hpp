@@ -14,54 +14,56 @@ namespace mpp::detail {
 
 class eventcount {
 public:
-    /// Waiter, step 1: announce the sleep, then re-check the condition.
+    /// Waiter, step 1: announce the sleep (the low bit of the word), then re-check
+    /// the condition.
     std::uint32_t prepare_wait() noexcept {
         // seq_cst RMW: ordered before the condition re-check that follows, so a
-        // notifier that published before it either is seen by that re-check or
-        // sees sleepers_ > 0 (Dekker's pattern with notify()'s fence).
-        sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        return signal_.load(std::memory_order_seq_cst);
+        // notifier that published before it is either seen by that re-check or
+        // sees the waiting bit (Dekker's pattern with notify()'s fence).
+        return signal_.fetch_or(waiting_bit, std::memory_order_seq_cst) | waiting_bit;
     }
 
-    /// Waiter, step 2a: the condition already holds.
-    void cancel_wait() noexcept { sleepers_.fetch_sub(1, std::memory_order_relaxed); }
+    /// Waiter, step 2a: the condition already holds. The bit stays set; the next
+    /// notify clears it at the cost of one wake.
+    void cancel_wait() noexcept {}
 
     /// Waiter, step 2b: sleep until notified (or spuriously, or the deadline).
     /// Returns false when the deadline passed.
     bool commit_wait(std::uint32_t ticket, steady_deadline deadline = steady_deadline::max()) noexcept {
-        bool woken = true;
-        if (deadline == steady_deadline::max())
+        if (deadline == steady_deadline::max()) {
             futex_wait(signal_, ticket);
-        else
-            woken = futex_wait_until(signal_, ticket, deadline);
-        sleepers_.fetch_sub(1, std::memory_order_relaxed);
-        return woken;
+            return true;
+        }
+        return futex_wait_until(signal_, ticket, deadline);
     }
 
     /// Notifier: call after publishing the change. Costs a fence and a load when
-    /// nobody sleeps.
+    /// nobody waits; only the first notifier after a waiter arrived pays the syscall.
     void notify() noexcept {
         std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (sleepers_.load(std::memory_order_relaxed) != 0) {
-            signal_.fetch_add(1, std::memory_order_seq_cst);
+        std::uint32_t word = signal_.load(std::memory_order_relaxed);
+        if ((word & waiting_bit) == 0) return;
+        if (signal_.compare_exchange_strong(word, (word + 2) & ~waiting_bit, std::memory_order_seq_cst))
             futex_wake(signal_, INT_MAX);
-        }
     }
 
 private:
-    futex_word signal_{0};
-    std::atomic<std::uint32_t> sleepers_{0};
+    static constexpr std::uint32_t waiting_bit = 1;
+    futex_word signal_{0};  // a change counter in steps of 2, plus the waiting bit
 };
 
 /// Waits until `ready()` holds or the deadline passes: a bounded spin, then
-/// sleeps on `event`. Returns ready()'s final value.
-template <class Ready>
-bool await(eventcount& event, Ready&& ready, steady_deadline deadline = steady_deadline::max()) {
-    for (int i = 0; i < spin_budget; ++i) {
+/// sleeps on `event`, calling `announce()` before each sleep (to ask the other
+/// side for a wake). Returns ready()'s final value.
+template <class Ready, class Announce>
+bool await(eventcount& event, Ready&& ready, Announce&& announce, steady_deadline deadline = steady_deadline::max(),
+           int spins = spin_budget) {
+    for (int i = 0; i < spins; ++i) {
         if (ready()) return true;
         cpu_relax();
     }
     for (;;) {
+        announce();
         const std::uint32_t ticket = event.prepare_wait();
         if (ready()) {
             event.cancel_wait();

@@ -100,9 +100,9 @@ private:
         std::lock_guard guard(input.mutex);
         if (input.exhausted || limit == 0) return !input.exhausted;
         if (!input.next) input.next.emplace(std::ranges::begin(input.range));
-        item_block_writer block;
-        constexpr std::size_t batch_bytes = std::size_t{8} << 20;
         using value = std::ranges::range_value_t<std::remove_reference_t<Input>>;
+        item_block_writer block(flat_encoded<S, value>() ? sizeof(value) : 0);
+        constexpr std::size_t batch_bytes = std::size_t{8} << 20;
         while (block.count() < limit && block.out().size() < batch_bytes) {
             if (*input.next == std::ranges::end(input.range)) {
                 input.exhausted = true;

@@ -29,8 +29,10 @@ struct chunk_piece {
     std::uint32_t attempts = 0;  // crashes this piece's items already caused
 };
 
-/// Bytes taken by the first `n` length-framed items of `items`.
-inline std::size_t framed_prefix_bytes(std::span<const std::byte> items, std::size_t n) noexcept {
+/// Bytes taken by the first `n` items of `items`: n * stride for flat items
+/// (stride > 0), else walked through their length frames.
+inline std::size_t items_prefix_bytes(std::span<const std::byte> items, std::size_t n, std::size_t stride) noexcept {
+    if (stride != 0) return n * stride;
     std::size_t offset = 0;
     for (std::size_t i = 0; i < n; ++i) {
         item_length length = 0;
@@ -41,25 +43,35 @@ inline std::size_t framed_prefix_bytes(std::span<const std::byte> items, std::si
 }
 
 /// Splits the first `n` items (0 < n < count) off a piece.
-inline std::pair<chunk_piece, chunk_piece> split_piece(const chunk_piece& piece, std::uint32_t n) {
-    const std::size_t bytes = framed_prefix_bytes(piece.items, n);
+inline std::pair<chunk_piece, chunk_piece> split_piece(const chunk_piece& piece, std::uint32_t n, std::size_t stride) {
+    const std::size_t bytes = items_prefix_bytes(piece.items, n, stride);
     chunk_piece head{piece.block, piece.items.first(bytes), piece.first_index, n, piece.attempts};
     chunk_piece tail{piece.block, piece.items.subspan(bytes), piece.first_index + n, piece.count - n, piece.attempts};
     return {std::move(head), std::move(tail)};
 }
 
-/// Appends length-framed items to a block: begin_item, encode into the writer, end_item.
+/// Appends items to a block: begin_item, encode into out(), end_item. Items are
+/// length-framed unless they are flat (fixed size, stride > 0).
 class item_block_writer {
 public:
+    explicit item_block_writer(std::size_t stride = 0) noexcept : stride_(stride) {}
+
     void begin_item() {
         start_ = out_.size();
-        out_.extend(sizeof(item_length));
+        if (stride_ == 0) out_.extend(sizeof(item_length));
     }
     void end_item() noexcept {
-        const item_length length = out_.size() - start_ - sizeof(item_length);
-        // The writer owns a std::vector<std::byte>; its bytes are ours to patch.
-        std::memcpy(const_cast<std::byte*>(out_.bytes().data()) + start_, &length, sizeof length);
+        if (stride_ == 0) {
+            const item_length length = out_.size() - start_ - sizeof(item_length);
+            // The writer owns a std::vector<std::byte>; its bytes are ours to patch.
+            std::memcpy(const_cast<std::byte*>(out_.bytes().data()) + start_, &length, sizeof length);
+        }
         ++count_;
+    }
+    /// For flat items: `n` items' bytes at once.
+    void append_flat(const void* data, std::size_t n) {
+        out_.write(data, n * stride_);
+        count_ += n;
     }
     void abandon_item() noexcept { out_.truncate(start_); }
     writer& out() noexcept { return out_; }
@@ -68,14 +80,16 @@ public:
 
 private:
     writer out_;
+    std::size_t stride_;
     std::size_t start_ = 0;
     std::size_t count_ = 0;
 };
 
 class job_base {
 public:
-    job_base(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan)
-        : runner_(runner), callable_(std::move(callable)), plan_(plan) {}
+    /// `item_stride`: bytes per item for flat items, 0 for length-framed ones.
+    job_base(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, std::size_t item_stride)
+        : runner_(runner), callable_(std::move(callable)), plan_(plan), item_stride_(item_stride) {}
     virtual ~job_base() = default;
     job_base(const job_base&) = delete;
     job_base& operator=(const job_base&) = delete;
@@ -115,7 +129,7 @@ public:
             chunk_piece piece = std::move(retries_.front());
             retries_.pop_front();
             if (piece.count > limit) {
-                auto [head, tail] = split_piece(piece, static_cast<std::uint32_t>(limit));
+                auto [head, tail] = split_piece(piece, static_cast<std::uint32_t>(limit), item_stride_);
                 retries_.push_front(std::move(tail));
                 piece = std::move(head);
             }
@@ -127,7 +141,7 @@ public:
         std::size_t& left = fresh_counts_.front();
         const std::size_t wanted = std::min(plan_.next_size(fresh_waiting_, !input_done_), limit);
         const auto n = static_cast<std::uint32_t>(std::min<std::size_t>({wanted, left, UINT32_MAX}));
-        const std::size_t bytes = framed_prefix_bytes(front.items, n);
+        const std::size_t bytes = items_prefix_bytes(front.items, n, item_stride_);
         chunk_piece piece{front.block, front.items.first(bytes), front.first_index, n, 0};
         front.items = front.items.subspan(bytes);
         front.first_index += n;
@@ -187,6 +201,7 @@ public:
     }
 
     chunk_runner runner() const noexcept { return runner_; }
+    std::size_t item_stride() const noexcept { return item_stride_; }
     std::span<const std::byte> callable() const noexcept { return callable_; }
     chunk_plan& plan() noexcept { return plan_; }
     bool cancelled() {
@@ -202,19 +217,35 @@ public:
     virtual void complete() = 0;
 
 protected:
-    /// For deliver(): reads each task's status and calls on_value(index, reader&)
-    /// or fail(index, error). A result that cannot be decoded fails the rest of the chunk.
-    template <class OnValue>
+    /// For deliver(): decodes each task's outcome (as run_chunk wrote it) and calls
+    /// on_value(index, R&&) (on_value(index) for void) or fail(index, error). A
+    /// result that cannot be decoded fails the rest of the chunk.
+    template <class S, class R, class OnValue>
     void decode_results(std::size_t first, std::uint32_t count, reader& results, OnValue&& on_value) {
         std::uint32_t i = 0;
         try {
+            if constexpr (flat_encoded<S, R>()) {
+                result_layout layout{};
+                std::memcpy(&layout, results.read(1).data(), 1);
+                if (layout == result_layout::dense) {
+                    const std::byte* values = results.read(std::size_t{count} * sizeof(R)).data();
+                    for (; i < count; ++i) {
+                        R value;
+                        std::memcpy(static_cast<void*>(&value), values + std::size_t{i} * sizeof(R), sizeof(R));
+                        on_value(first + i, std::move(value));
+                    }
+                    return;
+                }
+            }
             for (; i < count; ++i) {
                 task_status status{};
                 std::memcpy(&status, results.read(1).data(), 1);
-                if (status == task_status::ok)
-                    on_value(first + i, results);
-                else
+                if (status != task_status::ok)
                     fail(first + i, load_exception(results));
+                else if constexpr (std::is_void_v<R>)
+                    on_value(first + i);
+                else
+                    on_value(first + i, load_with<S, R>(results));
             }
         } catch (...) {
             const auto error = std::current_exception();
@@ -226,6 +257,7 @@ private:
     chunk_runner runner_;
     std::vector<std::byte> callable_;
     chunk_plan plan_;
+    std::size_t item_stride_;
 
     std::mutex mutex_;                    // guards everything below
     std::deque<chunk_piece> fresh_;       // unsent items, block by block

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,6 +40,7 @@
 namespace mpp::detail {
 
 inline constexpr std::size_t default_ring_bytes = std::size_t{1} << 20;
+inline constexpr std::size_t exit_message_bytes = sizeof(std::uint64_t) + sizeof(chunk_header);
 
 /// The pool's own anonymous shared mapping: a header, the worker slots, the rings.
 class pool_memory {
@@ -214,6 +216,7 @@ private:
         std::size_t writing = 0;          // index in chunks of the one being written
         std::size_t written = 0;          // its bytes already in the ring
         std::size_t budget = SIZE_MAX;    // tasks it may still receive (maxtasksperchild)
+        std::size_t depth = 2;            // chunks to keep queued on it (from the job's plan)
         bool exit_queued = false;         // the exit message is due after the chunks
         std::size_t exit_written = 0;
         std::uint64_t next_seq = 1;
@@ -303,7 +306,8 @@ private:
         while (worker.alive && !worker.exit_queued && worker.writing == worker.chunks.size() && worker.budget > 0 &&
                !ready_.empty()) {
             const std::shared_ptr<job_base>& job = ready_.front();
-            if (worker.chunks.size() >= job->plan().queue_depth()) break;
+            worker.depth = job->plan().queue_depth();
+            if (worker.chunks.size() >= worker.depth) break;
             auto piece = job->take_chunk(worker.budget);
             if (!piece) {
                 ready_.pop_front();  // it comes back through requeue or input_added
@@ -329,6 +333,12 @@ private:
     bool write_pending(worker_state& worker) {
         if (!worker.alive) return false;
         spsc_ring& ring = *memory_.slot(static_cast<std::size_t>(&worker - workers_.data())).tasks;
+        const bool progressed = write_into(worker, ring);
+        if (progressed) ring.publish_written();
+        return progressed;
+    }
+
+    bool write_into(worker_state& worker, spsc_ring& ring) {
         bool progressed = false;
         while (worker.writing < worker.chunks.size()) {
             const sent_chunk& chunk = worker.chunks[worker.writing];
@@ -350,7 +360,7 @@ private:
             worker.written = 0;
         }
         if (worker.exit_queued) {
-            std::array<std::byte, sizeof(std::uint64_t) + sizeof(chunk_header)> exit_message{};
+            std::array<std::byte, exit_message_bytes> exit_message{};
             const std::uint64_t length = sizeof(chunk_header);
             std::memcpy(exit_message.data(), &length, sizeof length);  // a zeroed header: seq 0 means exit
             while (worker.exit_written < exit_message.size()) {
@@ -366,13 +376,19 @@ private:
     /// Reads every complete result message a worker has written.
     bool receive_results(worker_state& worker) {
         if (!worker.alive && worker.chunks.empty()) return false;
-        const std::size_t slot_index = static_cast<std::size_t>(&worker - workers_.data());
-        spsc_ring& ring = *memory_.slot(slot_index).results;
+        spsc_ring& ring = *memory_.slot(static_cast<std::size_t>(&worker - workers_.data())).results;
+        const bool progressed = read_from(worker, ring);
+        if (progressed) ring.publish_read();
+        return progressed;
+    }
+
+    bool read_from(worker_state& worker, spsc_ring& ring) {
         bool progressed = false;
         for (;;) {
             if (worker.length_got < worker.length_bytes.size()) {
                 const std::size_t n = ring.try_read(std::span(worker.length_bytes).subspan(worker.length_got));
                 worker.length_got += n;
+                progressed |= n > 0;
                 if (worker.length_got < worker.length_bytes.size()) return progressed;
                 std::uint64_t length = 0;
                 std::memcpy(&length, worker.length_bytes.data(), sizeof length);
@@ -444,13 +460,13 @@ private:
                 // Tasks before `done` ran but their results died with the worker:
                 // run them again. Task `done` is the one that was running.
                 if (done > 0) {
-                    auto [head, rest] = split_piece(piece, done);
+                    auto [head, rest] = split_piece(piece, done, chunk.job->item_stride());
                     requeue(chunk.job, std::move(head));
                     piece = std::move(rest);
                 }
                 chunk_piece culprit = piece;
                 if (piece.count > 1) {
-                    auto [one, tail] = split_piece(piece, 1);
+                    auto [one, tail] = split_piece(piece, 1, chunk.job->item_stride());
                     culprit = std::move(one);
                     requeue(chunk.job, std::move(tail));
                 }
@@ -551,26 +567,57 @@ private:
     }
 
     /// Sleeps on the doorbell until a worker, a submitter or the fork server rings.
+    /// A worker with a deep queue is not asked to ring at every result: the pool
+    /// naps until about half its queue is done, so busy workers make no syscalls
+    /// for the pool's sake and the pool thread leaves the cores to them.
     void sleep() {
+        using namespace std::chrono;
+        const std::size_t count = workers_.size();
+        std::vector<char>& wants_results = wants_results_;
+        wants_results.assign(count, 0);
+        double nap_ns = std::numeric_limits<double>::infinity();
+        for (std::size_t i = 0; i < count; ++i) {
+            const worker_state& worker = workers_[i];
+            if (!worker.alive || worker.chunks.empty()) continue;
+            const std::size_t shallow = std::max<std::size_t>(1, worker.depth / 2);
+            if (worker.chunks.size() <= shallow) {
+                wants_results[i] = 1;
+            } else {
+                const double per_chunk = worker.chunks.front().job->plan().estimated_chunk_ns();
+                nap_ns = std::min(nap_ns, per_chunk * static_cast<double>(worker.chunks.size() - shallow));
+            }
+        }
+        auto unwritten = [&](std::size_t i) {
+            const worker_state& worker = workers_[i];
+            return worker.alive && (worker.writing < worker.chunks.size() ||
+                                    (worker.exit_queued && worker.exit_written < exit_message_bytes));
+        };
         auto has_work = [&] {
             if (control_changes_.load(std::memory_order_acquire) != control_seen_) return true;
             if (memory_.shared_header().deaths.load(std::memory_order_acquire) != deaths_seen_) return true;
-            for (std::size_t i = 0; i < workers_.size(); ++i) {
-                const worker_state& worker = workers_[i];
-                if (!worker.alive) continue;
-                if (memory_.slot(i).results->readable() > 0) return true;
-                const bool unwritten = worker.writing < worker.chunks.size() ||
-                                       (worker.exit_queued && worker.exit_written < sizeof(std::uint64_t) + sizeof(chunk_header));
-                if (unwritten && memory_.slot(i).tasks->writable() > 0) return true;
+            for (std::size_t i = 0; i < count; ++i) {
+                if (wants_results[i] && memory_.slot(i).results->readable() > 0) return true;
+                if (unwritten(i) && memory_.slot(i).tasks->writable() > 0) return true;
             }
             return false;
         };
+        auto announce = [&] {
+            for (std::size_t i = 0; i < count; ++i) {
+                if (wants_results[i]) memory_.slot(i).results->want_data();
+                if (unwritten(i)) memory_.slot(i).tasks->want_space();
+            }
+        };
         auto deadline = steady_deadline::max();
+        if (nap_ns != std::numeric_limits<double>::infinity())
+            deadline = steady_clock::now() + nanoseconds(static_cast<std::int64_t>(std::clamp(nap_ns, 20e3, 5e6)));
         if (options_.task_timeout.count() > 0)
-            deadline = std::chrono::steady_clock::now() +
-                       std::clamp<std::chrono::steady_clock::duration>(options_.task_timeout / 8, std::chrono::milliseconds(1),
-                                                                      std::chrono::milliseconds(50));
-        await(memory_.shared_header().doorbell, has_work, deadline);
+            deadline = std::min(deadline, steady_clock::now() + std::clamp<steady_clock::duration>(
+                                                                    options_.task_timeout / 8, milliseconds(1),
+                                                                    milliseconds(50)));
+        // Waiting for a result that is due any moment (a shallow queue): spin longer.
+        const bool result_due = std::find(wants_results.begin(), wants_results.end(), 1) != wants_results.end();
+        await(memory_.shared_header().doorbell, has_work, announce, deadline,
+              result_due ? long_spin_budget : spin_budget);
     }
 
     PoolOptions options_;
@@ -582,6 +629,7 @@ private:
     std::vector<worker_state> workers_;
     std::deque<std::shared_ptr<job_base>> ready_;  // jobs that may have chunks to send, in submission order
     std::unordered_map<job_base*, std::shared_ptr<job_base>> jobs_;  // every unfinished job
+    std::vector<char> wants_results_;  // sleep()'s scratch: workers whose next result should wake us
     std::uint64_t control_seen_ = 0;
     std::uint32_t deaths_seen_ = 0;
     bool closed_seen_ = false;

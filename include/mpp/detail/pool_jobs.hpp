@@ -29,16 +29,16 @@ class collect_job final : public job_base {
     using slot = std::conditional_t<in_place, R, std::optional<R>>;
 
 public:
-    collect_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, std::size_t total,
-                std::shared_ptr<result_state<std::vector<R>>> state)
-        : job_base(runner, std::move(callable), plan), values_(total), state_(std::move(state)) {}
+    collect_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, std::size_t item_stride,
+                std::size_t total, std::shared_ptr<result_state<std::vector<R>>> state)
+        : job_base(runner, std::move(callable), plan, item_stride), values_(total), state_(std::move(state)) {}
 
     void deliver(std::size_t first, std::uint32_t count, reader& results) override {
-        decode_results(first, count, results, [&](std::size_t index, reader& in) {
+        decode_results<S, R>(first, count, results, [&](std::size_t index, R&& value) {
             if constexpr (in_place)
-                values_[index] = load_with<S, R>(in);
+                values_[index] = std::move(value);
             else
-                values_[index].emplace(load_with<S, R>(in));
+                values_[index].emplace(std::move(value));
         });
     }
 
@@ -74,15 +74,13 @@ class single_job final : public job_base {
 public:
     single_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan,
                std::shared_ptr<result_state<R>> state)
-        : job_base(runner, std::move(callable), plan), state_(std::move(state)) {}
+        : job_base(runner, std::move(callable), plan, 0), state_(std::move(state)) {}
 
     void deliver(std::size_t first, std::uint32_t count, reader& results) override {
-        decode_results(first, count, results, [&](std::size_t, reader& in) {
-            if constexpr (std::is_void_v<R>)
-                value_.emplace();
-            else
-                value_.emplace(load_with<S, R>(in));
-        });
+        if constexpr (std::is_void_v<R>)
+            decode_results<S, R>(first, count, results, [&](std::size_t) { value_.emplace(); });
+        else
+            decode_results<S, R>(first, count, results, [&](std::size_t, R&& value) { value_.emplace(std::move(value)); });
     }
     void fail(std::size_t, std::exception_ptr error) override { error_ = std::move(error); }
     void complete() override {
@@ -102,14 +100,15 @@ class stream_job final : public job_base {
 public:
     using outcome = std::variant<std::exception_ptr, R>;
 
-    stream_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, bool ordered)
-        : job_base(runner, std::move(callable), plan), ordered_(ordered) {}
+    stream_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, std::size_t item_stride,
+               bool ordered)
+        : job_base(runner, std::move(callable), plan, item_stride), ordered_(ordered) {}
 
     void deliver(std::size_t first, std::uint32_t count, reader& results) override {
         std::vector<std::pair<std::size_t, outcome>> decoded;
         decoded.reserve(count);
-        decode_results(first, count, results, [&](std::size_t index, reader& in) {
-            decoded.emplace_back(index, outcome(std::in_place_index<1>, load_with<S, R>(in)));
+        decode_results<S, R>(first, count, results, [&](std::size_t index, R&& value) {
+            decoded.emplace_back(index, outcome(std::in_place_index<1>, std::move(value)));
         });
         std::lock_guard guard(mutex_);
         for (auto& [index, value] : decoded) store(index, std::move(value));

@@ -39,7 +39,8 @@ public:
 
     // ---- producer side ------------------------------------------------------
 
-    /// Copies as much of `bytes` as fits now; returns how much was written.
+    /// Copies as much of `bytes` as fits now; returns how much was written. Call
+    /// publish_written() after a batch of writes to wake a sleeping consumer.
     std::size_t try_write(std::span<const std::byte> bytes) noexcept {
         const std::uint64_t write = producer_.position.load(std::memory_order_relaxed);
         std::size_t space = capacity_ - static_cast<std::size_t>(write - producer_.cached_read);
@@ -53,7 +54,6 @@ public:
         copy_in(write, bytes.first(count));
         // release: the bytes are in place before the consumer can see the new position.
         producer_.position.store(write + count, std::memory_order_release);
-        readable_event_->notify();
         return count;
     }
 
@@ -62,17 +62,27 @@ public:
                                                     consumer_.position.load(std::memory_order_acquire));
     }
 
+    /// Wakes the consumer if it asked to be woken for data (a fence and a load when not).
+    void publish_written() noexcept { wake_if_wanted(wants_data_, *readable_event_); }
+
+    /// Consumer: ask to be woken by the next publish_written (before sleeping on
+    /// the readable event, then re-check readable()).
+    void want_data() noexcept { wants_data_.store(1, std::memory_order_seq_cst); }
+
     /// Writes all of `bytes`, sleeping on the writable event while the ring is full.
     void write_all(std::span<const std::byte> bytes) {
-        while (!bytes.empty()) {
+        for (;;) {
             bytes = bytes.subspan(try_write(bytes));
-            if (!bytes.empty()) await(*writable_event_, [&] { return writable() > 0; });
+            publish_written();
+            if (bytes.empty()) return;
+            await(*writable_event_, [&] { return writable() > 0; }, [&] { want_space(); });
         }
     }
 
     // ---- consumer side ------------------------------------------------------
 
-    /// Copies up to `into.size()` available bytes; returns how many.
+    /// Copies up to `into.size()` available bytes; returns how many. Call
+    /// publish_read() after a batch of reads to wake a sleeping producer.
     std::size_t try_read(std::span<std::byte> into) noexcept {
         const std::uint64_t read = consumer_.position.load(std::memory_order_relaxed);
         std::size_t available = static_cast<std::size_t>(consumer_.cached_write - read);
@@ -86,7 +96,6 @@ public:
         copy_out(read, into.first(count));
         // release: we are done reading these bytes before the producer may reuse them.
         consumer_.position.store(read + count, std::memory_order_release);
-        writable_event_->notify();
         return count;
     }
 
@@ -97,19 +106,37 @@ public:
 
     /// Reads exactly `into.size()` bytes, sleeping on the readable event while empty.
     /// Returns false only if the deadline passed first (bytes read so far are consumed).
-    bool read_all(std::span<std::byte> into, steady_deadline deadline = steady_deadline::max()) {
-        while (!into.empty()) {
-            into = into.subspan(try_read(into));
-            if (!into.empty() && !await(*readable_event_, [&] { return readable() > 0; }, deadline)) return false;
+    bool read_all(std::span<std::byte> into, steady_deadline deadline = steady_deadline::max(),
+                  int spins = spin_budget) {
+        for (;;) {
+            const std::size_t got = try_read(into);
+            into = into.subspan(got);
+            if (got > 0) publish_read();
+            if (into.empty()) return true;
+            if (!await(*readable_event_, [&] { return readable() > 0; }, [&] { want_data(); }, deadline, spins)) return false;
         }
-        return true;
     }
+
+    /// Wakes the producer if it asked to be woken for space.
+    void publish_read() noexcept { wake_if_wanted(wants_space_, *writable_event_); }
+
+    /// Producer: ask to be woken by the next publish_read.
+    void want_space() noexcept { wants_space_.store(1, std::memory_order_seq_cst); }
 
     eventcount& readable_event() const noexcept { return *readable_event_; }
     eventcount& writable_event() const noexcept { return *writable_event_; }
 
 private:
     std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+
+    // A side sets its wants_ flag (seq_cst) and then re-checks the ring; the other
+    // side moves its position, fences, then reads the flag: one of them sees the
+    // other (Dekker), so no wake is lost, and no wake is sent that nobody wanted.
+    static void wake_if_wanted(std::atomic<std::uint32_t>& wanted, eventcount& event) noexcept {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (wanted.load(std::memory_order_relaxed) != 0 && wanted.exchange(0, std::memory_order_seq_cst) != 0)
+            event.notify();
+    }
 
     void copy_in(std::uint64_t position, std::span<const std::byte> bytes) noexcept {
         const std::size_t start = static_cast<std::size_t>(position) & mask_;
@@ -137,6 +164,8 @@ private:
 
     producer_state producer_;
     consumer_state consumer_;
+    alignas(cache_line) std::atomic<std::uint32_t> wants_data_{0};  // the consumer sleeps until data comes
+    alignas(cache_line) std::atomic<std::uint32_t> wants_space_{0};  // the producer sleeps until space frees
     alignas(cache_line) std::size_t capacity_;
     std::size_t mask_;
     eventcount* readable_event_;

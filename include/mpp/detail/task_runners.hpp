@@ -89,28 +89,79 @@ template <class F, class Arg, class Call>
 using call_result_t = decltype(Call::call(std::declval<F&>(), std::declval<Arg&&>()));
 
 /// Runs a chunk in the worker: decode the callable once, then each item, call,
-/// encode each result (or the exception it threw).
+/// encode each result (or the exception it threw). Flat items are read straight
+/// from the message; flat results are written densely until a task fails.
 template <class S, class F, class Arg, class Call>
 void run_chunk(chunk_context& context) {
-    using result = call_result_t<F, Arg, Call>;
+    using result = std::remove_cvref_t<call_result_t<F, Arg, Call>>;
+    constexpr bool flat_items = flat_encoded<S, Arg>();
+    constexpr bool flat_results = flat_encoded<S, result>();
+
     std::optional<F> callable;
+    const std::byte* flat_item_bytes = nullptr;
     try {
         callable.emplace(load_callable<S, F>(context.callable));
+        if constexpr (flat_items) flat_item_bytes = context.items.read(context.count * sizeof(Arg)).data();
     } catch (...) {
+        if constexpr (flat_results) {
+            const auto layout = result_layout::per_task;
+            context.results.write(&layout, 1);
+        }
         for (std::uint32_t i = 0; i < context.count; ++i) {
             context.begin_task(i);
             save_current_exception(context.results);
         }
         return;
     }
-    for (std::uint32_t i = 0; i < context.count; ++i) {
-        run_task(context, i, [&](writer& out) {
+
+    auto argument = [&](std::uint32_t i) -> Arg {
+        if constexpr (flat_items) {
+            Arg arg;
+            std::memcpy(static_cast<void*>(&arg), flat_item_bytes + std::size_t{i} * sizeof(Arg), sizeof(Arg));
+            return arg;
+        } else {
             reader item(context.next_item());
-            Arg arg = load_with<S, Arg>(item);
+            return load_with<S, Arg>(item);
+        }
+    };
+
+    std::uint32_t i = 0;
+    if constexpr (flat_results) {
+        const std::size_t start = context.results.size();
+        const auto dense = result_layout::dense;
+        context.results.write(&dense, 1);
+        std::byte* out = context.results.extend(std::size_t{context.count} * sizeof(result));
+        for (; i < context.count; ++i) {
+            context.begin_task(i);
+            try {
+                const result value = Call::call(*callable, argument(i));
+                std::memcpy(out + std::size_t{i} * sizeof(result), static_cast<const void*>(&value), sizeof(result));
+            } catch (...) {
+                // Task i failed: rewrite what is done in the per-task layout, then go on in it.
+                const std::vector<std::byte> done(out, out + std::size_t{i} * sizeof(result));
+                context.results.truncate(start);
+                const auto per_task = result_layout::per_task;
+                const auto ok = task_status::ok;
+                context.results.write(&per_task, 1);
+                for (std::uint32_t j = 0; j < i; ++j) {
+                    context.results.write(&ok, 1);
+                    context.results.write(done.data() + std::size_t{j} * sizeof(result), sizeof(result));
+                }
+                save_current_exception(context.results);
+                ++i;
+                break;
+            }
+        }
+        if (i == context.count && context.results.size() > start &&
+            static_cast<result_layout>(context.results.bytes()[start]) == result_layout::dense)
+            return;
+    }
+    for (; i < context.count; ++i) {
+        run_task(context, i, [&](writer& out) {
             if constexpr (std::is_void_v<result>) {
-                Call::call(*callable, std::move(arg));
+                Call::call(*callable, argument(i));
             } else {
-                save_with<S>(out, Call::call(*callable, std::move(arg)));
+                save_with<S>(out, Call::call(*callable, argument(i)));
             }
         });
     }

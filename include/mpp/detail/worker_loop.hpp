@@ -26,14 +26,6 @@ struct worker_slot {
     spsc_ring* results = nullptr;                    // worker -> pool
 };
 
-/// Frames `payload_parts` as one message: an 8-byte length, then the parts.
-inline void write_message(spsc_ring& ring, std::initializer_list<std::span<const std::byte>> payload_parts) {
-    std::uint64_t length = 0;
-    for (auto part : payload_parts) length += part.size();
-    ring.write_all(std::as_bytes(std::span(&length, 1)));
-    for (auto part : payload_parts) ring.write_all(part);
-}
-
 [[noreturn]] inline void run_worker(worker_slot& slot, const std::function<void()>& initializer,
                                     std::size_t maxtasksperchild) {
     // An initializer that throws does not kill the worker (which would only be
@@ -51,9 +43,10 @@ inline void write_message(spsc_ring& ring, std::initializer_list<std::span<const
     writer results;
     std::size_t tasks_run = 0;
     for (;;) {
-        std::uint64_t length = 0;
-        slot.tasks->read_all(std::as_writable_bytes(std::span(&length, 1)));
-        message.resize(static_cast<std::size_t>(length));
+        std::uint64_t message_length = 0;
+        slot.tasks->read_all(std::as_writable_bytes(std::span(&message_length, 1)), steady_deadline::max(),
+                             long_spin_budget);
+        message.resize(static_cast<std::size_t>(message_length));
         slot.tasks->read_all(message);
 
         chunk_header header{};
@@ -64,8 +57,9 @@ inline void write_message(spsc_ring& ring, std::initializer_list<std::span<const
         slot.progress.running_seq.store(header.seq, std::memory_order_relaxed);
         const std::span<const std::byte> body = std::span<const std::byte>(message).subspan(sizeof header);
 
+        // The message: its length, the result header, then each task's outcome.
         results.clear();
-        results.extend(sizeof(result_header));
+        results.extend(sizeof(std::uint64_t) + sizeof(result_header));
         const std::int64_t started = steady_now_ns();
         if (initializer_error.size() == 0) {
             chunk_context context{reader(body.first(header.callable_bytes)),
@@ -82,8 +76,11 @@ inline void write_message(spsc_ring& ring, std::initializer_list<std::span<const
         slot.progress.task_started_ns.store(0, std::memory_order_relaxed);
 
         const result_header done{header.seq, header.count, 0, static_cast<std::uint64_t>(steady_now_ns() - started)};
-        std::memcpy(const_cast<std::byte*>(results.bytes().data()), &done, sizeof done);
-        write_message(*slot.results, {results.bytes()});
+        const std::uint64_t length = results.size() - sizeof length;
+        auto* message_start = const_cast<std::byte*>(results.bytes().data());  // our own buffer
+        std::memcpy(message_start, &length, sizeof length);
+        std::memcpy(message_start + sizeof length, &done, sizeof done);
+        slot.results->write_all(results.bytes());
 
         tasks_run += header.count;
         if (maxtasksperchild != 0 && tasks_run >= maxtasksperchild) ::_exit(0);
