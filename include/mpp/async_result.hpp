@@ -74,7 +74,7 @@ public:
     }
     void wait() const {
         // A result is often a few microseconds away: look before going to sleep.
-        for (int i = 0; i < long_spin_budget && !ready_hint_.load(std::memory_order_acquire); ++i) cpu_relax();
+        for (int i = 0; i < spin_budget && !ready_hint_.load(std::memory_order_acquire); ++i) cpu_relax();
         std::unique_lock lock(mutex_);
         became_ready_.wait(lock, [&] { return phase_ == phase::ready; });
     }

@@ -4,6 +4,7 @@
 // Lock-free, so a child may use it right after fork() in a multithreaded parent.
 #pragma once
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <array>
@@ -15,6 +16,13 @@ namespace mpp::detail {
 class internal_fds {
 public:
     static void add(int fd) noexcept {
+        // Every fork (mpp's or the application's own) drops mpp's fds in the
+        // child; mpp's forks then keep only what they need explicitly.
+        static const bool registered = [] {
+            ::pthread_atfork(nullptr, nullptr, [] { close_all_except({}); });
+            return true;
+        }();
+        (void)registered;
         for (auto& slot : slots()) {
             int expected = -1;
             if (slot.compare_exchange_strong(expected, fd, std::memory_order_acq_rel)) return;

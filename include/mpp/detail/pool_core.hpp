@@ -258,10 +258,25 @@ private:
     // ---- the pool thread --------------------------------------------------------
 
     void loop() {
+        try {
+            run_loop();
+        } catch (...) {
+            // The engine itself failed (the fork server died, fork() failed...):
+            // nothing may hang, so every unfinished result fails with the cause.
+            {
+                std::lock_guard guard(control_mutex_);
+                closed_ = true;
+                terminating_ = true;
+            }
+            shut_down_now(std::current_exception());
+        }
+    }
+
+    void run_loop() {
         for (;;) {
             bool progressed = absorb_control();
             if (terminating_seen_) {
-                shut_down_now();
+                shut_down_now(std::make_exception_ptr(PoolTerminated()));
                 return;
             }
             for (auto& worker : workers_) progressed |= receive_results(worker);
@@ -542,9 +557,8 @@ private:
     }
 
     /// terminate(): every unfinished task fails with PoolTerminated, workers are killed.
-    void shut_down_now() {
+    void shut_down_now(const std::exception_ptr& error) noexcept {
         server_->shutdown(/*kill_workers=*/true);
-        const auto error = std::make_exception_ptr(PoolTerminated());
         for (auto& worker : workers_) {
             for (sent_chunk& chunk : worker.chunks) {
                 for (std::uint32_t i = 0; i < chunk.piece.count; ++i) chunk.job->fail(chunk.piece.first_index + i, error);
@@ -554,16 +568,16 @@ private:
             worker.alive = false;
         }
         auto jobs = std::move(jobs_);
+        {
+            std::lock_guard guard(control_mutex_);
+            for (auto& job : incoming_jobs_) jobs.emplace(job.get(), std::move(job));
+            incoming_jobs_.clear();
+        }
+        // Outside the lock: completing runs callbacks, which may call back into the pool.
         for (auto& [raw, job] : jobs) {
             job->fail_waiting(error);
             job->complete();
         }
-        std::lock_guard guard(control_mutex_);
-        for (auto& job : incoming_jobs_) {
-            job->fail_waiting(error);
-            job->complete();
-        }
-        incoming_jobs_.clear();
     }
 
     /// Sleeps on the doorbell until a worker, a submitter or the fork server rings.
@@ -614,10 +628,7 @@ private:
             deadline = std::min(deadline, steady_clock::now() + std::clamp<steady_clock::duration>(
                                                                     options_.task_timeout / 8, milliseconds(1),
                                                                     milliseconds(50)));
-        // Waiting for a result that is due any moment (a shallow queue): spin longer.
-        const bool result_due = std::find(wants_results.begin(), wants_results.end(), 1) != wants_results.end();
-        await(memory_.shared_header().doorbell, has_work, announce, deadline,
-              result_due ? long_spin_budget : spin_budget);
+        await(memory_.shared_header().doorbell, has_work, announce, deadline);
     }
 
     PoolOptions options_;

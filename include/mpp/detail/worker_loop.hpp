@@ -44,8 +44,7 @@ struct worker_slot {
     std::size_t tasks_run = 0;
     for (;;) {
         std::uint64_t message_length = 0;
-        slot.tasks->read_all(std::as_writable_bytes(std::span(&message_length, 1)), steady_deadline::max(),
-                             long_spin_budget);
+        slot.tasks->read_all(std::as_writable_bytes(std::span(&message_length, 1)));
         message.resize(static_cast<std::size_t>(message_length));
         slot.tasks->read_all(message);
 
