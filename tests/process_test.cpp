@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -332,6 +333,28 @@ TEST_CASE("cpu_count's cgroup quota reading rounds up and takes the tightest lim
         root.write("/sys/fs/cgroup/cpu,cpuacct/box/cpu.cfs_quota_us", "-1\n");
         CHECK_FALSE(mpp::detail::cgroup_cpu_limit(root.path.string()).has_value());
     }
+}
+
+TEST_CASE("buffered output is flushed before the fork and at the child's exit, never printed twice", "[process]") {
+    fake_root scratch;  // just a private temporary directory
+    const std::string file = (scratch.path / "stdout.txt").string();
+    // Runs in its own child, so redirecting stdout cannot disturb the test runner.
+    mpp::Process writer([&] {
+        std::FILE* redirected = std::freopen(file.c_str(), "w", stdout);
+        if (redirected == nullptr) ::_exit(10);
+        std::setvbuf(stdout, nullptr, _IOFBF, 4096);  // fully buffered, as when piped
+        std::printf("before-");                      // still in the buffer at start()
+        mpp::Process child([] { std::printf("child-"); });  // leaves through _exit: must flush
+        child.start();
+        child.join();
+        std::printf("after");
+    });
+    writer.start();
+    writer.join();
+    REQUIRE(writer.exitcode() == 0);
+    std::ifstream in(file);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(text == "before-child-after");
 }
 
 TEST_CASE("every child is reaped: no zombie is left after all kinds of exits", "[process]") {
