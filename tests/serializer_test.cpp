@@ -5,12 +5,36 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <charconv>
+#include <cstdlib>
+#include <new>
 #include <cstdint>
 #include <limits>
 #include <random>
 #include <string>
 #include <string_view>
+
+// Every operator new in this test binary records its size, so tests can assert that decoding
+// hostile bytes never asks for more memory than the input could justify.
+namespace {
+std::size_t largest_allocation = 0;
+}  // namespace
+
+void* operator new(std::size_t size) {
+    largest_allocation = std::max(largest_allocation, size);
+    if (void* memory = std::malloc(size == 0 ? 1 : size)) return memory;
+    throw std::bad_alloc();
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"  // it is matched: the new above is malloc
+#endif
+void operator delete(void* memory) noexcept { std::free(memory); }
+void operator delete(void* memory, std::size_t) noexcept { std::free(memory); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace {
 
@@ -524,6 +548,7 @@ TEST_CASE("reader hands out bytes in order and says how many were wanted and lef
 TEST_CASE("a count too large for the bytes left is refused before anything is allocated", "[serializer]") {
     const auto huge = u64_le(std::uint64_t{1} << 60);
     const auto plus_some = concat(huge, as_bytes({1, 2, 3, 4, 5, 6, 7, 8}));
+    largest_allocation = 0;
     CHECK_THROWS_WITH(mpp::loads<std::vector<int>>(plus_some), Catch::Contains("claims 1152921504606846976"));
     CHECK_THROWS_AS(mpp::loads<std::vector<double>>(plus_some), mpp::SerializationError);
     CHECK_THROWS_AS(mpp::loads<std::string>(plus_some), mpp::SerializationError);
@@ -538,6 +563,7 @@ TEST_CASE("a count too large for the bytes left is refused before anything is al
     CHECK_THROWS_AS(mpp::loads<std::list<person>>(plus_some), mpp::SerializationError);
     CHECK_THROWS_AS(mpp::loads<std::vector<std::monostate>>(plus_some), mpp::SerializationError);
     CHECK_THROWS_AS(mpp::loads<std::vector<std::uint64_t>>(u64_le(~std::uint64_t{0})), mpp::SerializationError);
+    CHECK(largest_allocation < 1024);  // only the error messages were allocated
 
     // 2 doubles claimed, 15 bytes present: the count check uses the element size, not 1 byte.
     CHECK_THROWS_WITH(mpp::loads<std::vector<double>>(concat(u64_le(2), std::vector<std::byte>(15))),
@@ -635,7 +661,14 @@ fuzz_type fuzz_sample() {
 }
 
 // Decoding must either succeed or throw SerializationError; anything else escapes and fails the test.
+// No single allocation may exceed a small multiple of the input (the largest node or element
+// footprint per encoded byte), whatever counts the bytes claim.
 bool decodes(std::span<const std::byte> bytes) {
+    largest_allocation = 0;
+    struct allocation_check {
+        std::size_t input_size;
+        ~allocation_check() { CHECK(largest_allocation <= 64 * input_size + 4096); }
+    } check{bytes.size()};
     try {
         (void)mpp::loads<fuzz_type>(bytes);
         return true;
