@@ -83,6 +83,15 @@ struct person {  // member serialize
     bool operator==(const person&) const = default;
 };
 
+struct matrix {  // C array members go through the archive element by element
+    double cells[2][2] = {};
+    std::string names[2];
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(cells, names);
+    }
+};
+
 struct tree_node {  // a recursive type through unique_ptr and vector
     int value = 0;
     std::vector<tree_node> children;
@@ -454,6 +463,14 @@ TEST_CASE("a serialize member is used for user types and wins over raw bytes", "
     CHECK(back.kept == 5);
     CHECK(back.dropped == 0);
     CHECK(mpp::dumps(empty_serialize{}).empty());
+
+    matrix m;
+    m.cells[1][0] = 2.5;
+    m.names[1] = "second";
+    const auto back_m = round_trip(m);
+    CHECK(back_m.cells[1][0] == 2.5);
+    CHECK(back_m.names[1] == "second");
+    CHECK(mpp::dumps(m).size() == 4 * 8 + 8 + (8 + 6));
 }
 
 TEST_CASE("a free serialize function is found by ADL", "[serializer]") {

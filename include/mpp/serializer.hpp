@@ -19,7 +19,6 @@
 #include <list>
 #include <map>
 #include <memory>
-#include <new>
 #include <optional>
 #include <set>
 #include <span>
@@ -110,7 +109,8 @@ private:
 
 /// The customization point: specialize with
 ///   template <> struct mpp::codec<T> { static void save(mpp::writer&, const T&); static T load(mpp::reader&); };
-/// A specialization wins over everything else, in every Serializer.
+/// A specialization wins over everything else, in every Serializer. Declare it before T is first
+/// encoded (like any specialization), so every use sees it.
 template <class T>
 struct codec;
 
@@ -133,10 +133,18 @@ public:
     explicit save_archive(writer& out) noexcept : out_(out) {}
     template <class... Ts>
     void operator()(const Ts&... values) {
-        (save_with<Serializer>(out_, values), ...);  // a comma fold runs left to right
+        (save_one(values), ...);  // a comma fold runs left to right
     }
 
 private:
+    template <class T>
+    void save_one(const T& value) {
+        if constexpr (std::is_array_v<T>) {
+            for (const auto& element : value) save_one(element);  // a C array member: its elements in order
+        } else {
+            save_with<Serializer>(out_, value);
+        }
+    }
     writer& out_;
 };
 
@@ -148,10 +156,18 @@ public:
     explicit load_archive(reader& in) noexcept : in_(in) {}
     template <class... Ts>
     void operator()(Ts&... values) {
-        ((values = load_with<Serializer, Ts>(in_)), ...);
+        (load_one(values), ...);
     }
 
 private:
+    template <class T>
+    void load_one(T& value) {
+        if constexpr (std::is_array_v<T>) {
+            for (auto& element : value) load_one(element);
+        } else {
+            value = load_with<Serializer, T>(in_);
+        }
+    }
     reader& in_;
 };
 
@@ -296,12 +312,9 @@ T load_trivial(reader& in) {
         std::memcpy(static_cast<void*>(std::addressof(value)), bytes.data(), sizeof(T));
         return value;
     } else {
-        // Not std::bit_cast: g++ 12 stops calling a capturing lambda trivially copyable once its
-        // deleted assignment was looked up (as Pool does), and bit_cast's constraint then rejects
-        // it. memcpy into suitable storage implicitly creates the object (C++20 implicit lifetime).
-        alignas(T) std::byte storage[sizeof(T)];
-        std::memcpy(storage, bytes.data(), sizeof(T));
-        return *std::launder(reinterpret_cast<T*>(storage));
+        std::array<std::byte, sizeof(T)> copy;
+        std::memcpy(copy.data(), bytes.data(), sizeof(T));
+        return std::bit_cast<T>(copy);
     }
 }
 
