@@ -55,10 +55,10 @@ TEST_CASE("a Value incremented under its lock by 4 processes is exact", "[shared
     constexpr int per_process = 3000;
     std::vector<mpp::Process> workers;
     for (int i = 0; i < 4; ++i) {
-        workers.emplace_back([counter] {
+        workers.emplace_back([counter] {  // a by-copy capture is const: the handle still writes
             for (int n = 0; n < per_process; ++n) {
                 std::scoped_lock guard(counter.get_lock());  // `with counter.get_lock(): counter.value += 1`
-                counter.store(counter.load() + 1);
+                counter = counter + 1;
             }
         });
     }

@@ -126,6 +126,11 @@ public:
         store(value);
         return *this;
     }
+    /// The same through a const handle (a lambda's by-copy capture), since a handle is like a pointer.
+    const Value& operator=(T value) const {
+        store(value);
+        return *this;
+    }
 
     /// The lock guarding this value: hold it for compound updates such as `v = v + 1`.
     RLock& get_lock() const noexcept { return lock_; }
