@@ -5,6 +5,7 @@
 
 #include <mpp/async_result.hpp>
 #include <mpp/errors.hpp>
+#include <mpp/pipe.hpp>
 #include <mpp/pool.hpp>
 #include <mpp/process.hpp>
 #include <mpp/progress.hpp>
