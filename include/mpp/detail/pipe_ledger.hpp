@@ -1,6 +1,7 @@
 // Per process: how many open Connection handles it has to each pipe end. A fork enrolls
 // the child as a holder of every end it inherits (that is what makes "the peer closed"
-// safe to conclude while a child has not run yet), and the last handle to go tells the
+// safe to conclude while a child has not run yet; the end counts a pending fork from
+// before fork() until the child enrolled), and the last handle to go tells the
 // peer that this process is done with the end, as closing the last fd would.
 #pragma once
 
@@ -44,12 +45,16 @@ private:
 
     // The forking thread holds the mutex across fork(), so the child never inherits it
     // locked by a thread that does not exist there.
-    static void before_fork() noexcept { instance().mutex_.lock(); }
+    static void before_fork() noexcept {
+        auto& ledger = instance();
+        ledger.mutex_.lock();
+        for (auto& [end, count] : ledger.open_handles_) end->fork_starting();
+    }
     static void after_fork_in_parent() noexcept { instance().mutex_.unlock(); }
     static void after_fork_in_child() noexcept {
         auto& ledger = instance();
         const pid_t child = ::getpid();
-        for (auto& [end, count] : ledger.open_handles_) end->note_inherited(child);
+        for (auto& [end, count] : ledger.open_handles_) end->fork_finished_in_child(child);
         ledger.mutex_.unlock();
     }
 

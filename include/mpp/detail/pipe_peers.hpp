@@ -77,13 +77,23 @@ public:
         }
     }
 
+    /// A process holding this end is forking: until the child has enrolled itself (its fork
+    /// handler runs on its own schedule, maybe after the parent closed its copy) the end is
+    /// not gone. A child killed before it enrolls delays "gone" by fork_grace at most.
+    void fork_starting() noexcept {
+        pending_forks_.fetch_add(1, std::memory_order_seq_cst);
+        const auto until = std::chrono::steady_clock::now() + fork_grace;  // CLOCK_MONOTONIC: system-wide
+        fork_grace_until_.store(until.time_since_epoch().count(), std::memory_order_seq_cst);
+    }
+    /// In the child, from its fork handler.
+    void fork_finished_in_child(pid_t child) noexcept {
+        note_inherited(child);
+        decrement(pending_forks_);
+    }
+
     /// A handle to this end is inside a message not yet decoded: the end is not gone meanwhile.
     void begin_transfer() noexcept { in_transit_.fetch_add(1, std::memory_order_seq_cst); }
-    void end_transfer() noexcept {
-        std::uint32_t count = in_transit_.load(std::memory_order_relaxed);
-        while (count != 0 && !in_transit_.compare_exchange_weak(count, count - 1, std::memory_order_seq_cst)) {
-        }
-    }
+    void end_transfer() noexcept { decrement(in_transit_); }
 
     /// True when nobody will use this end again: every process that used it or received it
     /// from another process closed it or died, and either there is such a process (the end
@@ -93,6 +103,10 @@ public:
     bool gone(bool check_liveness) const noexcept {
         if (in_transit_.load(std::memory_order_seq_cst) != 0 || overflowed_.load(std::memory_order_relaxed) != 0)
             return false;  // a holder we cannot see may still use it
+        if (pending_forks_.load(std::memory_order_seq_cst) != 0 &&
+            std::chrono::steady_clock::now().time_since_epoch().count() <
+                fork_grace_until_.load(std::memory_order_seq_cst))
+            return false;  // a child being born holds it and has not enrolled yet
         bool handed_on = false;
         bool creator_open = false;
         for (const auto& entry : entries_) {
@@ -109,7 +123,15 @@ public:
         return handed_on || !creator_open;
     }
 
+    static constexpr std::chrono::seconds fork_grace{2};
+
 private:
+    static void decrement(std::atomic<std::uint32_t>& counter) noexcept {
+        std::uint32_t count = counter.load(std::memory_order_relaxed);
+        while (count != 0 && !counter.compare_exchange_weak(count, count - 1, std::memory_order_seq_cst)) {
+        }
+    }
+
     static constexpr std::uint64_t used_bit = std::uint64_t{1} << 32;
     static constexpr std::uint64_t closed_bit = std::uint64_t{1} << 33;
     static constexpr std::uint64_t inherited_bit = std::uint64_t{1} << 34;
@@ -142,6 +164,8 @@ private:
     std::atomic<std::uint64_t> entries_[capacity] = {};
     std::atomic<std::uint32_t> in_transit_{0};
     std::atomic<std::uint32_t> overflowed_{0};
+    std::atomic<std::uint32_t> pending_forks_{0};
+    std::atomic<std::int64_t> fork_grace_until_{0};  // steady_clock ticks
 };
 
 /// A Stop policy for waits on a pipe: stop once the peer end is gone. Closes are seen at
