@@ -19,6 +19,7 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <set>
 #include <span>
@@ -312,9 +313,13 @@ T load_trivial(reader& in) {
         std::memcpy(static_cast<void*>(std::addressof(value)), bytes.data(), sizeof(T));
         return value;
     } else {
-        std::array<std::byte, sizeof(T)> copy;
-        std::memcpy(copy.data(), bytes.data(), sizeof(T));
-        return std::bit_cast<T>(copy);
+        // Not std::bit_cast: g++ 12 stops calling a capturing lambda trivially copyable once its
+        // deleted assignment was looked up (as Pool does), and bit_cast's constraint then rejects
+        // it. memcpy into suitable storage implicitly creates the object (C++20 implicit lifetime).
+        // (Keep this: Pool with a value-capturing lambda fails to compile without it, tests/pool_test.cpp.)
+        alignas(T) std::byte storage[sizeof(T)];
+        std::memcpy(storage, bytes.data(), sizeof(T));
+        return *std::launder(reinterpret_cast<T*>(storage));
     }
 }
 
