@@ -44,7 +44,9 @@ TEST_CASE("a child sends a list through a Pipe and the parent receives it, as in
     // parent_conn, child_conn = Pipe(); p = Process(target=f, args=(child_conn,)); p.start()
     // print(parent_conn.recv()); p.join()
     using item = std::tuple<int, std::optional<int>, std::string>;
-    auto [parent_conn, child_conn] = mpp::Pipe<item>();
+    auto ends = mpp::Pipe<item>();
+    auto& parent_conn = ends.first;
+    auto& child_conn = ends.second;
     mpp::Process p(
         [](mpp::Connection<item> conn) {
             conn.send({42, std::nullopt, "hello"});
@@ -59,7 +61,9 @@ TEST_CASE("a child sends a list through a Pipe and the parent receives it, as in
 }
 
 TEST_CASE("two processes play ping-pong through a duplex pipe", "[pipe]") {
-    auto [here, there] = mpp::Pipe<int>();
+    auto ends = mpp::Pipe<int>();
+    auto& here = ends.first;
+    auto& there = ends.second;
     mpp::Process player([there] {
         for (;;) {
             const int ball = there.recv();
@@ -80,7 +84,9 @@ TEST_CASE("two processes play ping-pong through a duplex pipe", "[pipe]") {
 }
 
 TEST_CASE("messages through a pipe arrive in order, whatever their size", "[pipe]") {
-    auto [a, b] = mpp::Pipe<std::string>();
+    auto ends = mpp::Pipe<std::string>();
+    auto& a = ends.first;
+    auto& b = ends.second;
     for (std::size_t size = 0; size < 300; size += 7) a.send(std::string(size, 'p'));
     for (std::size_t size = 0; size < 300; size += 7) REQUIRE(b.recv() == std::string(size, 'p'));
     b.send("and back");
@@ -88,7 +94,9 @@ TEST_CASE("messages through a pipe arrive in order, whatever their size", "[pipe
 }
 
 TEST_CASE("poll says whether a message is waiting and poll with a timeout waits for one", "[pipe]") {
-    auto [a, b] = mpp::Pipe<int>();
+    auto ends = mpp::Pipe<int>();
+    auto& a = ends.first;
+    auto& b = ends.second;
     CHECK_FALSE(b.poll());
     CHECK_FALSE(b.poll(20ms));
     a.send(1);
@@ -108,7 +116,9 @@ TEST_CASE("poll says whether a message is waiting and poll with a timeout waits 
 }
 
 TEST_CASE("recv after the other end closed returns what was sent, then throws EOFError", "[pipe]") {
-    auto [a, b] = mpp::Pipe<int>();
+    auto ends = mpp::Pipe<int>();
+    auto& a = ends.first;
+    auto& b = ends.second;
     a.send(1);
     a.send(2);
     a.close();
@@ -122,7 +132,8 @@ TEST_CASE("recv after the other end closed returns what was sent, then throws EO
 }
 
 TEST_CASE("using a closed connection throws std::logic_error and close is idempotent", "[pipe]") {
-    auto [a, b] = mpp::Pipe<int>();
+    auto ends = mpp::Pipe<int>();
+    auto& a = ends.first;
     a.close();
     a.close();
     CHECK(a.closed());
@@ -134,7 +145,9 @@ TEST_CASE("using a closed connection throws std::logic_error and close is idempo
 }
 
 TEST_CASE("a blocked recv wakes with EOFError when the other end is closed", "[pipe]") {
-    auto [a, b] = mpp::Pipe<int>();
+    auto ends = mpp::Pipe<int>();
+    auto& a = ends.first;
+    auto& b = ends.second;
     mpp::Process closer([a] {
         std::this_thread::sleep_for(50ms);
         a.close();
@@ -146,7 +159,9 @@ TEST_CASE("a blocked recv wakes with EOFError when the other end is closed", "[p
 }
 
 TEST_CASE("recv throws EOFError once a peer that sent something has SIGKILLed itself", "[pipe][death]") {
-    auto [parent_conn, child_conn] = mpp::Pipe<int>();
+    auto ends = mpp::Pipe<int>();
+    auto& parent_conn = ends.first;
+    auto& child_conn = ends.second;
     mpp::Process child([child_conn] {
         child_conn.send(7);
         ::raise(SIGKILL);
@@ -159,7 +174,9 @@ TEST_CASE("recv throws EOFError once a peer that sent something has SIGKILLed it
 }
 
 TEST_CASE("recv throws EOFError when the only process that got the other end dies without using it", "[pipe][death]") {
-    auto [parent_conn, child_conn] = mpp::Pipe<int>();
+    auto ends = mpp::Pipe<int>();
+    auto& parent_conn = ends.first;
+    auto& child_conn = ends.second;
     mpp::Process child([child_conn] { ::raise(SIGKILL); });
     child.start();
     CHECK_THROWS_AS(parent_conn.recv(), mpp::EOFError);
@@ -168,7 +185,9 @@ TEST_CASE("recv throws EOFError when the only process that got the other end die
 
 TEST_CASE("a parent that closes its copy of the child's end still gets what the child sends later", "[pipe]") {
     // Python's idiom: p.start(); child_conn.close(); parent_conn.recv()
-    auto [parent_conn, child_conn] = mpp::Pipe<std::string>();
+    auto ends = mpp::Pipe<std::string>();
+    auto& parent_conn = ends.first;
+    auto& child_conn = ends.second;
     mpp::Process child([child_conn] {
         std::this_thread::sleep_for(100ms);
         child_conn.send("late but here");
@@ -181,7 +200,9 @@ TEST_CASE("a parent that closes its copy of the child's end still gets what the 
 }
 
 TEST_CASE("a one-way pipe receives on its first end and sends on its second only", "[pipe]") {
-    auto [reader, writer] = mpp::Pipe<int>(false);
+    auto ends = mpp::Pipe<int>(false);
+    auto& reader = ends.first;
+    auto& writer = ends.second;
     CHECK(reader.readable());
     CHECK_FALSE(reader.writable());
     CHECK(writer.writable());
@@ -195,7 +216,9 @@ TEST_CASE("a one-way pipe receives on its first end and sends on its second only
 
 TEST_CASE("a 64 MiB vector goes through a pipe between processes intact", "[pipe][big]") {
     constexpr std::size_t elements = (std::size_t{64} << 20) / sizeof(std::uint64_t);
-    auto [here, there] = mpp::Pipe<std::vector<std::uint64_t>>();
+    auto ends = mpp::Pipe<std::vector<std::uint64_t>>();
+    auto& here = ends.first;
+    auto& there = ends.second;
     mpp::Process echo([there] {
         auto message = there.recv();
         message.push_back(1);
@@ -212,7 +235,9 @@ TEST_CASE("a 64 MiB vector goes through a pipe between processes intact", "[pipe
 
 TEST_CASE("a sender killed in the middle of large sends delivers only whole messages, then EOF", "[pipe][death]") {
     constexpr std::size_t elements = (std::size_t{8} << 20) / sizeof(std::uint64_t);
-    auto [parent_conn, child_conn] = mpp::Pipe<std::vector<std::uint64_t>>();
+    auto ends = mpp::Pipe<std::vector<std::uint64_t>>();
+    auto& parent_conn = ends.first;
+    auto& child_conn = ends.second;
     mpp::Queue<int> started;
     mpp::Process sender([child_conn, started] {
         started.put(1);
@@ -249,7 +274,9 @@ TEST_CASE("a sender killed in the middle of large sends delivers only whole mess
 
 TEST_CASE("a receiver killed in the middle of a large recv does not disturb the next messages", "[pipe][death]") {
     constexpr std::size_t elements = (std::size_t{16} << 20) / sizeof(std::uint64_t);
-    auto [parent_conn, child_conn] = mpp::Pipe<std::vector<std::uint64_t>>();
+    auto ends = mpp::Pipe<std::vector<std::uint64_t>>();
+    auto& parent_conn = ends.first;
+    auto& child_conn = ends.second;
     mpp::Process receiver([child_conn] {
         for (;;) (void)child_conn.recv();
     });
@@ -271,7 +298,9 @@ TEST_CASE("a receiver killed in the middle of a large recv does not disturb the 
 }
 
 TEST_CASE("a connection travels through a queue and works where it is decoded", "[pipe]") {
-    auto [here, there] = mpp::Pipe<int>();
+    auto ends = mpp::Pipe<int>();
+    auto& here = ends.first;
+    auto& there = ends.second;
     mpp::Queue<mpp::Connection<int>> mailbox;
     mpp::Process helper([mailbox] {
         const auto conn = mailbox.get();
@@ -291,7 +320,9 @@ TEST_CASE("creating and destroying many pipes gives their memory back to the seg
     { auto warm_up = mpp::Pipe<int>(); }
     const std::size_t free_before = segment.free_bytes();
     for (int i = 0; i < 20'000; ++i) {
-        auto [a, b] = mpp::Pipe<std::string>(i % 2 == 0);
+        auto ends = mpp::Pipe<std::string>(i % 2 == 0);
+    auto& a = ends.first;
+    auto& b = ends.second;
         if (i % 50 == 0) {
             b.send(std::string(500, 'x'));  // left unread on purpose
             a.close();
