@@ -446,6 +446,11 @@ TEST_CASE("durations, complex numbers, raw structs and function pointers round-t
     CHECK(mpp::dumps(point{3, 4}).size() == sizeof(point));
 
     CHECK(round_trip(&no_op) == &no_op);
+    const int offset = 5;
+    const auto add_offset = [offset](int x) { return x + offset; };  // not default-constructible
+    CHECK(round_trip(add_offset)(1) == 6);
+    const auto no_capture = [](int x) { return x * 3; };
+    CHECK(round_trip(no_capture)(2) == 6);
     int (*fn)(int) = &twice;
     CHECK(round_trip(fn)(21) == 42);
 }
