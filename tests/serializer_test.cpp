@@ -446,7 +446,7 @@ TEST_CASE("durations, complex numbers, raw structs and function pointers round-t
     CHECK(mpp::dumps(point{3, 4}).size() == sizeof(point));
 
     CHECK(round_trip(&no_op) == &no_op);
-    const int offset = 5;
+    int offset = 5;  // not const: a constant would not need capturing
     const auto add_offset = [offset](int x) { return x + offset; };  // not default-constructible
     CHECK(round_trip(add_offset)(1) == 6);
     const auto no_capture = [](int x) { return x * 3; };
