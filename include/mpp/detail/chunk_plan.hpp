@@ -35,10 +35,12 @@ public:
 
     /// How many chunks to keep queued on a worker: enough that it never waits for
     /// the pool thread, few enough that a slow chunk does not strand work behind it.
-    std::size_t queue_depth() const noexcept {
-        if (!measured_) return 2;
-        const double depth = pipeline_ns / std::max(estimated_chunk_ns(), 1.0);
-        return static_cast<std::size_t>(std::clamp(depth, 2.0, 512.0));
+    /// `recent_chunk_ns` (what chunks of any job took lately, 0 if unknown) stands
+    /// in for a job not measured yet, e.g. each of many single-task apply_async jobs.
+    std::size_t queue_depth(double recent_chunk_ns = 0) const noexcept {
+        const double chunk_ns = measured_ ? estimated_chunk_ns() : recent_chunk_ns;
+        if (chunk_ns <= 0) return 2;
+        return static_cast<std::size_t>(std::clamp(pipeline_ns / chunk_ns, 2.0, 512.0));
     }
 
     /// Expected run time of one chunk as this plan sizes them.

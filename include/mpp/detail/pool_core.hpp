@@ -321,7 +321,7 @@ private:
         while (worker.alive && !worker.exit_queued && worker.writing == worker.chunks.size() && worker.budget > 0 &&
                !ready_.empty()) {
             const std::shared_ptr<job_base>& job = ready_.front();
-            worker.depth = job->plan().queue_depth();
+            worker.depth = job->plan().queue_depth(recent_chunk_ns_);
             if (worker.chunks.size() >= worker.depth) break;
             auto piece = job->take_chunk(worker.budget);
             if (!piece) {
@@ -432,6 +432,8 @@ private:
         --worker.writing;
         reader results(std::span<const std::byte>(worker.incoming).subspan(sizeof header));
         chunk.job->plan().record(header.count, header.elapsed_ns);
+        const auto elapsed = static_cast<double>(header.elapsed_ns);
+        recent_chunk_ns_ = recent_chunk_ns_ == 0 ? elapsed : 0.9 * recent_chunk_ns_ + 0.1 * elapsed;
         chunk.job->deliver(chunk.piece.first_index, chunk.piece.count, results);
         chunk.job->settled(chunk.piece.count);
         complete_if_finished(chunk.job);
@@ -641,6 +643,7 @@ private:
     std::deque<std::shared_ptr<job_base>> ready_;  // jobs that may have chunks to send, in submission order
     std::unordered_map<job_base*, std::shared_ptr<job_base>> jobs_;  // every unfinished job
     std::vector<char> wants_results_;  // sleep()'s scratch: workers whose next result should wake us
+    double recent_chunk_ns_ = 0;  // moving average of chunk run times, all jobs
     std::uint64_t control_seen_ = 0;
     std::uint32_t deaths_seen_ = 0;
     bool closed_seen_ = false;
