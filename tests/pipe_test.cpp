@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <mpp/pipe.hpp>
+#include <mpp/pool.hpp>
 #include <mpp/process.hpp>
 #include <mpp/queue.hpp>
 
@@ -313,6 +314,18 @@ TEST_CASE("a connection travels through a queue and works where it is decoded", 
     CHECK(here.recv() == 42);
     helper.join();
     CHECK_THROWS_AS(here.recv(), mpp::EOFError);
+}
+
+TEST_CASE("a pool task answers through a connection it gets as an argument", "[pipe][pool]") {
+    mpp::Pool pool(1);
+    auto ends = mpp::Pipe<std::string>();
+    auto& here = ends.first;
+    auto& there = ends.second;
+    auto done = pool.apply_async(+[](mpp::Connection<std::string> conn) { conn.send("hello from " + conn.recv()); },
+                                 there);
+    here.send("the pool");
+    CHECK(here.recv() == "hello from the pool");
+    done.get();
 }
 
 TEST_CASE("creating and destroying many pipes gives their memory back to the segment", "[pipe][leak]") {

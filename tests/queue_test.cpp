@@ -3,6 +3,7 @@
 // handles travelling in messages, and no segment leak.
 #include <catch2/catch.hpp>
 
+#include <mpp/pool.hpp>
 #include <mpp/process.hpp>
 #include <mpp/queue.hpp>
 
@@ -417,6 +418,43 @@ TEST_CASE("a handle decoded from a message keeps the queue alive after the sende
     }
     const auto q = mpp::loads<mpp::Queue<std::string>>(bytes);
     CHECK(q.get() == "still here");
+}
+
+TEST_CASE("pool tasks take a queue as an argument, also a pool made before the queue", "[queue][pool]") {
+    mpp::Pool pool(2);
+    mpp::Queue<int> results;
+    mpp::JoinableQueue<int> tasks;
+    const auto echoed = pool.map(
+        +[](std::pair<mpp::Queue<int>, int> job) {
+            job.first.put(job.second * 10);
+            return job.second;
+        },
+        std::vector<std::pair<mpp::Queue<int>, int>>{{results, 1}, {results, 2}, {results, 3}});
+    CHECK(echoed == std::vector<int>{1, 2, 3});
+    int sum = 0;
+    for (int i = 0; i < 3; ++i) sum += results.get(patience).value_or(-1000);
+    CHECK(sum == 60);
+    tasks.put(5);
+    CHECK(pool.apply(+[](mpp::JoinableQueue<int> q) {
+              const int item = q.get();
+              q.task_done();
+              return item;
+          },
+                     tasks) == 5);
+    tasks.join();
+}
+
+TEST_CASE("plain structs travel as their bytes", "[queue]") {
+    struct point {
+        double x, y;
+        int tag;
+    };
+    mpp::Queue<point> q;
+    q.put({1.5, -2.5, 7});
+    const point p = q.get();
+    CHECK(p.x == 1.5);
+    CHECK(p.y == -2.5);
+    CHECK(p.tag == 7);
 }
 
 TEST_CASE("bytes that do not hold a queue handle are refused with SerializationError", "[queue]") {

@@ -85,11 +85,11 @@ public:
         enroll_as_user();
         auto& peer = state_->ends[1 - side_];
         if (peer.gone(false)) throw EOFError("Connection::send: the other end of the pipe is closed");
-        detail::message_scratch scratch;
-        binary_serializer::save(scratch.out(), item);
         detail::pipe_peer_watch peer_gone(peer);
-        if (state_->channel[1 - side_].put(scratch.out().bytes(), detail::steady_deadline::max(), peer_gone) !=
-            detail::wait_outcome::done)
+        const auto outcome = detail::with_encoded_message(item, [&](std::span<const std::byte> message) {
+            return state_->channel[1 - side_].put(message, detail::steady_deadline::max(), peer_gone);
+        });
+        if (outcome != detail::wait_outcome::done)
             throw EOFError("Connection::send: the other end of the pipe was closed or its process died");
     }
 

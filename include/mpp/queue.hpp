@@ -118,9 +118,9 @@ private:
 
     bool put_until(const T& item, detail::steady_deadline deadline, const char* operation) const {
         check_open(operation);
-        detail::message_scratch scratch;
-        binary_serializer::save(scratch.out(), item);
-        return state_->messages.put(scratch.out().bytes(), deadline) == detail::wait_outcome::done;
+        return detail::with_encoded_message(item, [&](std::span<const std::byte> message) {
+            return state_->messages.put(message, deadline) == detail::wait_outcome::done;
+        });
     }
 
     std::optional<T> get_until(detail::steady_deadline deadline, const char* operation) const {

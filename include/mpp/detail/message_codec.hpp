@@ -1,11 +1,15 @@
 // Values to message bytes and back for queues and pipes, through binary_serializer.
-// Encoding reuses one writer per thread, so a small put allocates nothing; decoding
-// demands that the message is used to its last byte (SerializationError otherwise).
+// Encoding reuses one writer per thread (or none, for types that are their own bytes), so
+// a small put allocates nothing; decoding demands that the message is used to its last
+// byte (SerializationError otherwise).
 #pragma once
 
 #include <cstddef>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
+#include <string>
 
 #include "mpp/serializer.hpp"
 
@@ -54,9 +58,31 @@ private:
     std::optional<writer> own_;
 };
 
+/// Calls send(std::span<const std::byte>) with the encoding of `value` and returns what it
+/// returns. Types whose encoding is their object bytes (numbers, plain structs) skip the
+/// writer altogether: the cheapest path for the most common messages.
+template <class T, class Send>
+decltype(auto) with_encoded_message(const T& value, Send&& send) {
+    if constexpr (bitwise<T>()) {
+        return send(std::as_bytes(std::span<const T, 1>(std::addressof(value), 1)));
+    } else {
+        message_scratch scratch;
+        binary_serializer::save(scratch.out(), value);
+        return send(scratch.out().bytes());
+    }
+}
+
 /// Decodes one whole message.
 template <class T>
 T decode_message(std::span<const std::byte> bytes) {
+    if constexpr (bitwise<T>()) {
+        if (bytes.size() != sizeof(T))
+            throw SerializationError("mpp: a message of " + std::to_string(bytes.size()) + " bytes cannot hold a " +
+                                     std::to_string(sizeof(T)) + "-byte value");
+        T value;
+        std::memcpy(static_cast<void*>(std::addressof(value)), bytes.data(), sizeof(T));
+        return value;
+    }
     reader in(bytes);
     T value = binary_serializer::load<T>(in);
     in.expect_end();
