@@ -111,31 +111,40 @@ public:
     /// [f(x) for x in xs], computed in parallel; blocks. Throws the first failed task's exception.
     template <class F, std::ranges::input_range In>
     auto map(F f, In&& xs, std::size_t chunksize = 0) {
-        return map_async(std::move(f), std::forward<In>(xs), chunksize).get();
-    }
-
-    template <class F, std::ranges::input_range In>
-    AsyncResult<std::vector<map_result<F, In>>> map_async(F f, In&& xs, std::size_t chunksize = 0) {
         static_assert(!std::is_void_v<map_result<F, In>>,
                       "mpp::Pool::map: the function returns void, so there is nothing to collect; use apply_async "
                       "per item, or return a value");
-        return submit_all<map_result<F, In>, detail::call_one>(std::move(f), std::forward<In>(xs), chunksize, "map");
+        if constexpr (!std::is_void_v<map_result<F, In>>)
+            return map_async(std::move(f), std::forward<In>(xs), chunksize).get();
+    }
+
+    /// As map, without blocking: an AsyncResult<std::vector<R>>.
+    template <class F, std::ranges::input_range In>
+    auto map_async(F f, In&& xs, std::size_t chunksize = 0) {
+        static_assert(!std::is_void_v<map_result<F, In>>,
+                      "mpp::Pool::map: the function returns void, so there is nothing to collect; use apply_async "
+                      "per item, or return a value");
+        if constexpr (!std::is_void_v<map_result<F, In>>)
+            return submit_all<map_result<F, In>, detail::call_one>(std::move(f), std::forward<In>(xs), chunksize, "map");
     }
 
     /// map for functions of several arguments: each element is a tuple, pair or array.
     template <class F, std::ranges::input_range In>
     auto starmap(F f, In&& tuples, std::size_t chunksize = 0) {
-        return starmap_async(std::move(f), std::forward<In>(tuples), chunksize).get();
+        auto result = starmap_async(std::move(f), std::forward<In>(tuples), chunksize);
+        return result.get();
     }
 
+    /// As starmap, without blocking: an AsyncResult<std::vector<R>>.
     template <class F, std::ranges::input_range In>
-    AsyncResult<std::vector<starmap_result<F, In>>> starmap_async(F f, In&& tuples, std::size_t chunksize = 0) {
+    auto starmap_async(F f, In&& tuples, std::size_t chunksize = 0) {
         static_assert(detail::is_tuple_like<std::ranges::range_value_t<In>>::value,
                       "mpp::Pool::starmap: the elements must be std::tuple, std::pair or std::array");
         static_assert(!std::is_void_v<starmap_result<F, In>>,
                       "mpp::Pool::starmap: the function returns void, so there is nothing to collect");
-        return submit_all<starmap_result<F, In>, detail::call_spread>(std::move(f), std::forward<In>(tuples), chunksize,
-                                                                       "starmap");
+        if constexpr (!std::is_void_v<starmap_result<F, In>> && detail::is_tuple_like<std::ranges::range_value_t<In>>::value)
+            return submit_all<starmap_result<F, In>, detail::call_spread>(std::move(f), std::forward<In>(tuples),
+                                                                           chunksize, "starmap");
     }
 
     /// Lazy, ordered: a view yielding f(x) in input order, reading xs as it goes.
