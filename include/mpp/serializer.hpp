@@ -483,9 +483,16 @@ struct builtin_codec<std::vector<T, Alloc>> {
         vector value;
         if constexpr (bitwise<T>()) {
             const auto bytes = in.read(count * sizeof(T));
-            // One allocation of exactly count elements, filled in one pass (no zeroing first),
-            // whatever the alignment of the source bytes.
-            value.assign(unaligned_iterator<T>(bytes.data()), unaligned_iterator<T>(bytes.data() + bytes.size()));
+            // One allocation of exactly count elements, filled in one pass without zeroing first.
+            // Aligned bytes (the usual case: dumps() output, aligned ring slots) are read as Ts by
+            // one memmove; misaligned ones through an iterator doing one small memcpy per element.
+            if (count == 0) return value;
+            if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) == 0) {
+                const T* first = reinterpret_cast<const T*>(bytes.data());
+                value.assign(first, first + count);
+            } else {
+                value.assign(unaligned_iterator<T>(bytes.data()), unaligned_iterator<T>(bytes.data() + bytes.size()));
+            }
         } else {
             nesting_guard guard(in);
             value.reserve(count);
