@@ -3,6 +3,7 @@
 // used the other end closed it or died, and nothing is left to read, it throws EOFError.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -65,19 +66,19 @@ class Connection {
 public:
     /// A closed handle, to assign a real one to later.
     Connection() noexcept = default;
-    Connection(const Connection& other) : state_(other.state_), side_(other.side_), closed_(other.closed_),
-                                          user_pid_(other.user_pid_) {
-        if (!closed_) detail::pipe_ledger::instance().acquire(own_end());
+    Connection(const Connection& other)
+        : state_(other.state_), side_(other.side_), closed_(other.closed()), user_pid_(other.user_pid()) {
+        if (!closed()) detail::pipe_ledger::instance().acquire(own_end());
     }
     Connection(Connection&& other) noexcept
-        : state_(std::move(other.state_)), side_(other.side_), closed_(std::exchange(other.closed_, true)),
-          user_pid_(other.user_pid_) {}
+        : state_(std::move(other.state_)), side_(other.side_),
+          closed_(other.closed_.exchange(true, std::memory_order_relaxed)), user_pid_(other.user_pid()) {}
     Connection& operator=(Connection other) noexcept {
         swap(other);
         return *this;
     }
     ~Connection() {
-        if (!closed_) detail::pipe_ledger::instance().release(own_end());
+        if (!closed()) detail::pipe_ledger::instance().release(own_end());
     }
 
     void send(const T& item) const {
@@ -126,8 +127,7 @@ public:
 
     /// Closes this handle. Idempotent.
     void close() const noexcept {
-        if (closed_) return;
-        closed_ = true;
+        if (closed_.exchange(true, std::memory_order_relaxed)) return;
         auto& end = own_end();
         detail::pipe_ledger::instance().release(end);
         end.note_closed(detail::pipe_pid_cache::current());
@@ -136,15 +136,19 @@ public:
         state_->channel[1].wake_all();
     }
 
-    bool closed() const noexcept { return closed_; }
+    bool closed() const noexcept { return closed_.load(std::memory_order_relaxed); }
     bool readable() const noexcept { return state_ && (state_->duplex || side_ == 0); }
     bool writable() const noexcept { return state_ && (state_->duplex || side_ == 1); }
 
     void swap(Connection& other) noexcept {
         std::swap(state_, other.state_);
         std::swap(side_, other.side_);
-        std::swap(closed_, other.closed_);
-        std::swap(user_pid_, other.user_pid_);
+        const bool was_closed = closed();
+        closed_.store(other.closed(), std::memory_order_relaxed);
+        other.closed_.store(was_closed, std::memory_order_relaxed);
+        const pid_t was_user = user_pid();
+        user_pid_.store(other.user_pid(), std::memory_order_relaxed);
+        other.user_pid_.store(was_user, std::memory_order_relaxed);
     }
 
 private:
@@ -166,22 +170,25 @@ private:
     detail::pipe_end_holders& own_end() const noexcept { return state_->ends[side_]; }
 
     void check_usable(const char* operation, bool allowed, const char* why_not) const {
-        if (closed_) throw std::logic_error(std::string("Connection::") + operation + ": this connection is closed");
+        if (closed()) throw std::logic_error(std::string("Connection::") + operation + ": this connection is closed");
         if (!allowed) throw std::logic_error(std::string("Connection::") + operation + ": " + why_not);
     }
 
     /// Records this process as a user of its end (once per process, not per call).
     void enroll_as_user() const noexcept {
         const pid_t self = detail::pipe_pid_cache::current();
-        if (user_pid_ == self) return;
+        if (user_pid() == self) return;
         own_end().note_user(self);
-        user_pid_ = self;
+        user_pid_.store(self, std::memory_order_relaxed);
     }
 
     state_ref state_;
     unsigned side_ = 0;
-    mutable bool closed_ = true;
-    mutable pid_t user_pid_ = 0;
+    pid_t user_pid() const noexcept { return user_pid_.load(std::memory_order_relaxed); }
+
+    // Atomics only so that threads may share one handle object (close from one, recv in another).
+    mutable std::atomic<bool> closed_{true};
+    mutable std::atomic<pid_t> user_pid_{0};  // the process known to be enrolled as a user of this end
 };
 
 template <class T>
@@ -195,7 +202,7 @@ std::pair<Connection<T>, Connection<T>> Pipe(bool duplex) {
 template <class T>
 struct codec<Connection<T>> {
     static void save(writer& out, const Connection<T>& connection) {
-        if (connection.closed_) throw SerializationError("mpp: cannot send a closed Connection");
+        if (connection.closed()) throw SerializationError("mpp: cannot send a closed Connection");
         detail::save_shared_handle(out, detail::pipe_handle_kind, connection.state_);
         binary_serializer::save(out, static_cast<std::uint8_t>(connection.side_));
         connection.own_end().begin_transfer();

@@ -4,6 +4,7 @@
 // delivered whole or not at all.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -63,6 +64,20 @@ public:
     /// maxsize 0 means the library default bound, 2^20 messages.
     explicit Queue(std::size_t maxsize) : state_(state_ref::make(maxsize)) {}
 
+    Queue(const Queue& other) noexcept : state_(other.state_), closed_(other.is_closed()) {}
+    Queue(Queue&& other) noexcept : state_(std::move(other.state_)), closed_(other.is_closed()) {}
+    Queue& operator=(const Queue& other) noexcept {
+        state_ = other.state_;
+        closed_.store(other.is_closed(), std::memory_order_relaxed);
+        return *this;
+    }
+    Queue& operator=(Queue&& other) noexcept {
+        state_ = std::move(other.state_);
+        closed_.store(other.is_closed(), std::memory_order_relaxed);
+        return *this;
+    }
+    ~Queue() = default;
+
     /// Blocks while the queue is full.
     void put(const T& item) const { (void)put_until(item, detail::steady_deadline::max(), "put"); }
     /// False if the queue stayed full for `timeout`.
@@ -98,7 +113,7 @@ public:
 
     /// This handle will neither put nor get any more (std::logic_error if it tries).
     /// Idempotent; other handles to the same queue are unaffected.
-    void close() const noexcept { closed_ = true; }
+    void close() const noexcept { closed_.store(true, std::memory_order_relaxed); }
 
     /// True when both handles refer to the same shared queue.
     friend bool operator==(const Queue& a, const Queue& b) noexcept { return a.state_ == b.state_; }
@@ -107,8 +122,9 @@ protected:
     using state_ref = detail::shared_ref<detail::queue_state>;
     explicit Queue(state_ref state) noexcept : state_(std::move(state)) {}
     detail::queue_state& state() const noexcept { return *state_; }
+    bool is_closed() const noexcept { return closed_.load(std::memory_order_relaxed); }
     void check_open(const char* operation) const {
-        if (closed_) throw std::logic_error(std::string("Queue::") + operation + ": this queue handle is closed");
+        if (is_closed()) throw std::logic_error(std::string("Queue::") + operation + ": this queue handle is closed");
     }
 
 private:
@@ -132,7 +148,8 @@ private:
     }
 
     state_ref state_;
-    mutable bool closed_ = false;
+    // Atomic only so that one thread may close a handle another thread uses.
+    mutable std::atomic<bool> closed_{false};
 };
 
 /// A Queue that also counts unfinished tasks in its shared state, like Python's: every put
