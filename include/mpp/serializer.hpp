@@ -412,8 +412,8 @@ struct builtin_codec<std::basic_string<C, Traits, Alloc>> {
     }
 };
 
-/// Reads Ts out of bytes that need not be aligned for T, one small memcpy each (compilers turn the
-/// loop that consumes it into a single block copy). Random access, so a vector sizes itself once.
+/// Reads Ts out of bytes that need not be aligned for T, one small memcpy each (g++ 12 makes that
+/// a plain 8-byte load/store loop). Random access, so a vector sizes itself once and never zeroes.
 template <class T>
 class unaligned_iterator {
 public:
