@@ -1,0 +1,870 @@
+// Tests for mpp/pool.hpp: every Pool method and option, results in and out of
+// order, empty and huge inputs, move-only results, 64 MiB messages, exceptions
+// crossing the process boundary, close/join/terminate, and that no process is
+// left behind. (AsyncResult itself is covered by async_result_test.cpp.)
+#include <mpp/pool.hpp>
+#include <mpp/shared.hpp>
+#include <mpp/sync.hpp>
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <fstream>
+#include <functional>
+#include <list>
+#include <memory>
+#include <new>
+#include <numeric>
+#include <ranges>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+// ---- types that cross the process boundary ------------------------------------
+
+namespace pool_test_types {
+
+/// A user exception registered with mpp::register_exception: comes back as itself.
+struct QuotaExceeded : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// A user exception nobody registers: comes back as mpp::RemoteError.
+struct NeverRegistered : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// A move-only result with no default constructor, shipped through an mpp::codec.
+struct Ticket {
+    explicit Ticket(int n) : number(n) {}
+    Ticket(Ticket&&) = default;
+    Ticket& operator=(Ticket&&) = default;
+    Ticket(const Ticket&) = delete;
+    Ticket& operator=(const Ticket&) = delete;
+    int number;
+};
+
+/// A callable whose state (including a std::string) travels through its serialize member.
+struct Affine {
+    int scale = 0;
+    int offset = 0;
+    std::string tag;
+    template <class Ar>
+    void serialize(Ar& ar) {
+        ar(scale, offset, tag);
+    }
+    std::string operator()(int x) const { return tag + std::to_string(scale * x + offset); }
+};
+
+}  // namespace pool_test_types
+
+template <>
+struct mpp::codec<pool_test_types::Ticket> {
+    static void save(mpp::writer& out, const pool_test_types::Ticket& ticket) {
+        mpp::binary_serializer::save(out, ticket.number);
+    }
+    static pool_test_types::Ticket load(mpp::reader& in) {
+        return pool_test_types::Ticket(mpp::binary_serializer::load<int>(in));
+    }
+};
+
+namespace {
+
+using pool_test_types::Affine;
+using pool_test_types::Ticket;
+
+// ---- task functions (plain functions: their addresses are valid in forked workers) ----
+
+int square(int x) { return x * x; }
+long long square_long(long long x) { return x * x; }
+int add(int a, int b) { return a + b; }
+int add3(int a, int b, int c) { return a + b + c; }
+std::string repeat(std::string text, int times) {
+    std::string out;
+    for (int i = 0; i < times; ++i) out += text;
+    return out;
+}
+int my_pid(int) { return static_cast<int>(::getpid()); }
+
+int fails_at_seven(int x) {
+    if (x == 7) throw std::runtime_error("task 7 failed");
+    return x * 10;
+}
+
+/// Fails at 30 (slowly) and at 70 (at once), so in time 70 usually fails first.
+int fails_at_thirty_and_seventy(int x) {
+    if (x == 30) {
+        std::this_thread::sleep_for(100ms);
+        throw std::invalid_argument("thirty");
+    }
+    if (x == 70) throw std::out_of_range("seventy");
+    return x;
+}
+
+/// Counts each run in a shared Value, then fails for one input.
+int counted_then_fails_at_five(mpp::Value<int> runs, int x) {
+    {
+        std::scoped_lock hold(runs.get_lock());
+        runs = runs + 1;
+    }
+    if (x == 5) throw std::domain_error("five");
+    return x;
+}
+
+int sleep_then_return(int milliseconds, int value) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(milliseconds));
+    return value;
+}
+
+int sleep_then_return_slowly(int value) { return sleep_then_return(60'000, value); }
+
+std::unique_ptr<int> boxed(int x) { return std::make_unique<int>(x * 3); }
+Ticket ticket_for(int x) { return Ticket(x + 1000); }
+
+/// 64 MiB in, 64 MiB out: every byte shifted by one, in reverse order.
+std::vector<std::byte> shifted_reverse(const std::string& text) {
+    std::vector<std::byte> out(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i)
+        out[text.size() - 1 - i] = static_cast<std::byte>(static_cast<unsigned char>(text[i]) + 1);
+    return out;
+}
+
+std::string big_string(std::size_t bytes) {
+    std::string text(bytes, '\0');
+    for (std::size_t i = 0; i < bytes; ++i) text[i] = static_cast<char>((i * 31 + i / 4096) % 251);
+    return text;
+}
+
+std::size_t string_size(const std::string& text) { return text.size(); }
+
+template <class E>
+int throws_standard(int) {
+    throw E("standard failure of " + std::string(typeid(E).name()));
+}
+int throws_bad_alloc(int) { throw std::bad_alloc(); }
+int throws_quota(int x) { throw pool_test_types::QuotaExceeded("quota of " + std::to_string(x)); }
+int throws_unregistered(int) { throw pool_test_types::NeverRegistered("nobody knows me"); }
+int throws_int(int) { throw 42; }
+
+// Set by the initializer in each worker; the parent never runs it.
+int initializer_runs = 0;
+int initializer_runs_seen(int) { return initializer_runs; }
+
+// ---- helpers --------------------------------------------------------------------
+
+std::vector<int> iota_vector(int n) {
+    std::vector<int> values(static_cast<std::size_t>(n));
+    std::iota(values.begin(), values.end(), 0);
+    return values;
+}
+
+std::vector<int> squares_of(const std::vector<int>& xs) {
+    std::vector<int> out;
+    for (int x : xs) out.push_back(x * x);
+    return out;
+}
+
+/// True when this process has no child left, running or unreaped.
+bool no_children_left() {
+    errno = 0;
+    const pid_t reaped = ::waitpid(-1, nullptr, WNOHANG);
+    const bool nothing_to_reap = (reaped == -1 && errno == ECHILD) || reaped == 0;
+    bool every_children_file_empty = true;
+    if (DIR* tasks = ::opendir("/proc/self/task")) {
+        while (dirent* entry = ::readdir(tasks)) {
+            if (entry->d_name[0] == '.') continue;
+            std::ifstream children(std::string("/proc/self/task/") + entry->d_name + "/children");
+            std::string content;
+            std::getline(children, content);
+            if (!content.empty()) every_children_file_empty = false;
+        }
+        ::closedir(tasks);
+    }
+    return nothing_to_reap && every_children_file_empty;
+}
+
+bool pid_is_gone(pid_t pid) { return ::kill(pid, 0) == -1 && errno == ESRCH; }
+
+/// A single-pass, move-only input view (a generator): 0, 1, ..., n-1.
+class counting_input {
+public:
+    explicit counting_input(int n) : next_(std::make_unique<int>(0)), end_(n) {}
+    counting_input(counting_input&&) = default;
+    counting_input& operator=(counting_input&&) = default;
+
+    class iterator {
+    public:
+        using value_type = int;
+        using difference_type = std::ptrdiff_t;
+        iterator() = default;
+        explicit iterator(counting_input* input) : input_(input) {}
+        iterator(iterator&&) = default;
+        iterator& operator=(iterator&&) = default;
+        int operator*() const { return *input_->next_; }
+        iterator& operator++() {
+            ++*input_->next_;
+            return *this;
+        }
+        void operator++(int) { ++*this; }
+        friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.input_->done(); }
+
+    private:
+        counting_input* input_ = nullptr;
+    };
+
+    iterator begin() { return iterator(this); }
+    std::default_sentinel_t end() { return {}; }
+    bool done() const { return *next_ >= end_; }
+
+private:
+    std::unique_ptr<int> next_;
+    int end_;
+};
+
+/// A Serializer of our own: binary_serializer's bytes behind a marker byte, so a
+/// side that decoded with anything else would fail or read garbage.
+std::atomic<int> marked_saves{0};
+std::atomic<int> marked_loads{0};
+struct marked_serializer {
+    static constexpr std::byte marker{0xA5};
+    template <class T>
+    static void save(mpp::writer& out, const T& value) {
+        marked_saves.fetch_add(1);
+        out.write(&marker, 1);
+        mpp::binary_serializer::save(out, value);
+    }
+    template <class T>
+    static T load(mpp::reader& in) {
+        marked_loads.fetch_add(1);
+        if (in.read(1)[0] != marker) throw mpp::SerializationError("marked_serializer: the marker byte is missing");
+        return mpp::binary_serializer::load<T>(in);
+    }
+};
+
+}  // namespace
+
+template <>
+inline constexpr bool std::ranges::enable_view<counting_input> = true;
+
+// ---- compile-time contract ---------------------------------------------------------
+
+static_assert(!mpp::shippable<std::function<int(int)>>, "a std::function cannot travel to a worker");
+static_assert(mpp::shippable<int (*)(int)>, "a function pointer can travel to a worker");
+static_assert(mpp::shippable<Affine>, "a function object with a serialize member can travel");
+static_assert(std::ranges::input_range<counting_input> && std::ranges::view<counting_input> &&
+                  !std::copyable<counting_input> && !std::copyable<counting_input::iterator>,
+              "counting_input is the move-only, single-pass input the imap tests need");
+static_assert(std::is_same_v<decltype(std::declval<mpp::Pool&>().apply_async(square, 1)), mpp::AsyncResult<int>>);
+static_assert(std::is_same_v<decltype(std::declval<mpp::Pool&>().map(square, std::vector<int>{})), std::vector<int>>);
+
+// ---- apply, map, starmap ---------------------------------------------------------
+
+TEST_CASE("apply runs a function in a worker process and returns its result", "[pool][apply]") {
+    mpp::Pool pool(2);
+    CHECK(pool.size() == 2);
+    CHECK(pool.apply(add, 2, 3) == 5);
+    CHECK(pool.apply(repeat, std::string("ab"), 3) == "ababab");
+    const int worker = pool.apply(my_pid, 0);
+    CHECK(worker != ::getpid());
+    const auto pids = pool.pids();
+    CHECK(std::find(pids.begin(), pids.end(), worker) != pids.end());
+}
+
+TEST_CASE("apply_async returns a result that get() delivers", "[pool][apply]") {
+    mpp::Pool pool(2);
+    std::vector<mpp::AsyncResult<int>> results;
+    for (int i = 0; i < 20; ++i) results.push_back(pool.apply_async(add, i, 100));
+    for (int i = 0; i < 20; ++i) CHECK(results[static_cast<std::size_t>(i)].get() == i + 100);
+}
+
+TEST_CASE("map returns the results in input order", "[pool][map]") {
+    mpp::Pool pool(2);
+    const auto xs = iota_vector(1000);
+    CHECK(pool.map(square, xs) == squares_of(xs));
+}
+
+TEST_CASE("map of an empty input returns an empty vector", "[pool][map]") {
+    mpp::Pool pool(2);
+    CHECK(pool.map(square, std::vector<int>{}).empty());
+    CHECK(pool.map(square, std::vector<int>{}, 7).empty());
+    CHECK(pool.map_async(square, std::list<int>{}).get().empty());
+    CHECK(pool.starmap(add, std::vector<std::pair<int, int>>{}).empty());
+    // The pool still works afterwards.
+    CHECK(pool.map(square, std::vector<int>{3}) == std::vector<int>{9});
+}
+
+TEST_CASE("map honours chunksize 1, 7, 1000 and chooses one for chunksize 0", "[pool][map]") {
+    mpp::Pool pool(2);
+    const auto xs = iota_vector(2503);
+    const auto expected = squares_of(xs);
+    for (std::size_t chunksize : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{1000}}) {
+        INFO("chunksize " << chunksize);
+        CHECK(pool.map(square, xs, chunksize) == expected);
+    }
+}
+
+TEST_CASE("map streams an input far larger than the rings through them", "[pool][map]") {
+    SECTION("the default ring") {
+        mpp::Pool pool(2);
+        std::vector<long long> xs(300'000);  // about 4.8 MB of framed items: several rings' worth
+        std::iota(xs.begin(), xs.end(), 0LL);
+        const auto squares = pool.map(square_long, xs);
+        REQUIRE(squares.size() == xs.size());
+        bool all_right = true;
+        for (std::size_t i = 0; i < xs.size(); ++i) all_right = all_right && squares[i] == xs[i] * xs[i];
+        CHECK(all_right);
+        CHECK(pool.map(square_long, xs, 1) == squares);
+    }
+    SECTION("a 4 KiB ring, with the results read only at the end") {
+        mpp::PoolOptions options;
+        options.processes = 2;
+        options.ring_bytes = 4096;
+        mpp::Pool pool(options);
+        const auto xs = iota_vector(40'000);  // squares still fit in an int
+        auto pending = pool.map_async(square, xs, 3);
+        auto second = pool.map_async(square, xs);
+        CHECK(pending.get() == squares_of(xs));
+        CHECK(second.get() == squares_of(xs));
+    }
+}
+
+TEST_CASE("map accepts a std::list, a filtered view, an lvalue and an rvalue input", "[pool][map]") {
+    mpp::Pool pool(2);
+    const std::list<int> linked{5, 1, 4};
+    CHECK(pool.map(square, linked) == std::vector<int>{25, 1, 16});
+    CHECK(pool.map(square, std::list<int>{2, 3}) == std::vector<int>{4, 9});
+    auto evens = std::views::iota(0, 20) | std::views::filter([](int x) { return x % 2 == 0; });
+    CHECK(pool.map(square, evens) == std::vector<int>{0, 4, 16, 36, 64, 100, 144, 196, 256, 324});
+    std::vector<int> lvalue{7, 8};
+    CHECK(pool.map(square, lvalue) == std::vector<int>{49, 64});
+    CHECK(lvalue == std::vector<int>{7, 8});  // read, not moved from
+}
+
+TEST_CASE("map_async returns at once and delivers the ordered results later", "[pool][map]") {
+    mpp::Pool pool(2);
+    const auto xs = iota_vector(500);
+    auto pending = pool.map_async(square, xs, 10);
+    auto other = pool.map_async(square, std::vector<int>{1, 2, 3});
+    CHECK(other.get() == std::vector<int>{1, 4, 9});
+    CHECK(pending.get() == squares_of(xs));
+    CHECK(pending.ready());
+    CHECK(pending.successful());
+}
+
+TEST_CASE("starmap spreads tuples, pairs and arrays over the function's parameters", "[pool][starmap]") {
+    mpp::Pool pool(2);
+    const std::vector<std::tuple<int, int, int>> triples{{1, 2, 3}, {10, 20, 30}, {-1, -1, -1}};
+    CHECK(pool.starmap(add3, triples) == std::vector<int>{6, 60, -3});
+
+    const std::vector<std::pair<std::string, int>> pairs{{"ab", 2}, {"x", 3}, {"", 5}};
+    CHECK(pool.starmap(repeat, pairs) == std::vector<std::string>{"abab", "xxx", ""});
+
+    const std::vector<std::array<int, 2>> arrays{{1, 2}, {3, 4}, {5, 6}};
+    CHECK(pool.starmap(add, arrays, 1) == std::vector<int>{3, 7, 11});
+
+    std::vector<std::pair<int, int>> many;
+    for (int i = 0; i < 1000; ++i) many.emplace_back(i, 2 * i);
+    auto pending = pool.starmap_async(add, many);
+    const auto sums = pending.get();
+    REQUIRE(sums.size() == 1000);
+    for (int i = 0; i < 1000; ++i) CHECK(sums[static_cast<std::size_t>(i)] == 3 * i);
+    CHECK(pool.starmap_async(add3, triples, 2).get() == std::vector<int>{6, 60, -3});
+}
+
+// ---- imap and imap_unordered -------------------------------------------------------
+
+TEST_CASE("imap yields in input order and imap_unordered yields the same multiset", "[pool][imap]") {
+    mpp::Pool pool(2);
+    const auto xs = iota_vector(400);
+    for (std::size_t chunksize : {std::size_t{1}, std::size_t{7}}) {
+        INFO("chunksize " << chunksize);
+        std::vector<int> ordered;
+        for (int y : pool.imap(square, xs, chunksize)) ordered.push_back(y);
+        CHECK(ordered == squares_of(xs));
+
+        std::multiset<int> unordered;
+        for (int y : pool.imap_unordered(square, xs, chunksize)) unordered.insert(y);
+        const auto expected = squares_of(xs);
+        CHECK(unordered == std::multiset<int>(expected.begin(), expected.end()));
+    }
+    std::vector<int> from_empty;
+    for (int y : pool.imap(square, std::vector<int>{})) from_empty.push_back(y);
+    CHECK(from_empty.empty());
+}
+
+TEST_CASE("an early break out of imap over an endless input returns and leaves the pool usable", "[pool][imap]") {
+    mpp::Pool pool(2);
+    long long count = 0;
+    bool in_order = true;
+    for (long long y : pool.imap(square_long, std::views::iota(0LL))) {
+        in_order = in_order && y == count * count;
+        if (++count == 2000) break;
+    }
+    CHECK(count == 2000);
+    CHECK(in_order);
+
+    long long unordered_count = 0;
+    for (long long y : pool.imap_unordered(square_long, std::views::iota(0LL), 4)) {
+        (void)y;
+        if (++unordered_count == 500) break;
+    }
+    CHECK(unordered_count == 500);
+    CHECK(pool.apply(add, 1, 2) == 3);
+    CHECK(pool.map(square, iota_vector(100)) == squares_of(iota_vector(100)));
+}
+
+TEST_CASE("imap throws a failed task's exception at that element and can go on after it", "[pool][imap]") {
+    mpp::Pool pool(2);
+    SECTION("in order") {
+        auto results = pool.imap(fails_at_seven, iota_vector(12));
+        std::vector<int> before;
+        auto it = results.begin();
+        for (; it != results.end(); ++it) {
+            try {
+                before.push_back(*it);
+            } catch (const std::runtime_error& error) {
+                CHECK(std::string(error.what()) == "task 7 failed");
+                break;
+            }
+        }
+        CHECK(before == std::vector<int>{0, 10, 20, 30, 40, 50, 60});
+        REQUIRE(it != results.end());
+        std::vector<int> after;
+        for (++it; it != results.end(); ++it) after.push_back(*it);
+        CHECK(after == std::vector<int>{80, 90, 100, 110});
+    }
+    SECTION("unordered") {
+        std::multiset<int> values;
+        int failures = 0;
+        auto results = pool.imap_unordered(fails_at_seven, iota_vector(12));
+        for (auto it = results.begin(); it != results.end(); ++it) {
+            try {
+                values.insert(*it);
+            } catch (const std::runtime_error& error) {
+                CHECK(std::string(error.what()) == "task 7 failed");
+                ++failures;
+            }
+        }
+        CHECK(failures == 1);
+        CHECK(values == std::multiset<int>{0, 10, 20, 30, 40, 50, 60, 80, 90, 100, 110});
+    }
+}
+
+TEST_CASE("imap takes a move-only single-pass input view and an lvalue container", "[pool][imap]") {
+    mpp::Pool pool(2);
+    std::vector<int> from_generator;
+    for (int y : pool.imap(square, counting_input(300), 5)) from_generator.push_back(y);
+    CHECK(from_generator == squares_of(iota_vector(300)));
+
+    std::multiset<int> unordered;
+    for (int y : pool.imap_unordered(square, counting_input(50))) unordered.insert(y);
+    const auto expected = squares_of(iota_vector(50));
+    CHECK(unordered == std::multiset<int>(expected.begin(), expected.end()));
+
+    const std::list<int> linked{3, 1, 2};
+    std::vector<int> from_list;
+    for (int y : pool.imap(square, linked)) from_list.push_back(y);
+    CHECK(from_list == std::vector<int>{9, 1, 4});
+}
+
+// ---- values of every shape ------------------------------------------------------------
+
+TEST_CASE("apply_async of a void function gives an AsyncResult<void> that reports completion", "[pool][apply]") {
+    mpp::Pool pool(2);
+    mpp::Value<int> cell(0);
+    auto done = pool.apply_async([](mpp::Value<int> target, int value) { target.store(value); }, cell, 42);
+    static_assert(std::is_same_v<decltype(done), mpp::AsyncResult<void>>);
+    done.get();
+    CHECK(done.successful());
+    CHECK(cell.load() == 42);  // it really ran, in the worker
+
+    auto failing = pool.apply_async([](int) { throw std::length_error("too long"); }, 1);
+    static_assert(std::is_same_v<decltype(failing), mpp::AsyncResult<void>>);
+    CHECK_THROWS_AS(failing.get(), std::length_error);
+}
+
+TEST_CASE("move-only results come back through apply, map and imap", "[pool][values]") {
+    mpp::Pool pool(2);
+    std::unique_ptr<int> one = pool.apply(boxed, 5);
+    REQUIRE(one);
+    CHECK(*one == 15);
+    auto many = pool.map(boxed, iota_vector(50), 3);
+    REQUIRE(many.size() == 50);
+    for (int i = 0; i < 50; ++i) {
+        REQUIRE(many[static_cast<std::size_t>(i)]);
+        CHECK(*many[static_cast<std::size_t>(i)] == 3 * i);
+    }
+
+    // No default constructor and no copy: only moves and the codec.
+    Ticket ticket = pool.apply(ticket_for, 1);
+    CHECK(ticket.number == 1001);
+    auto tickets = pool.map(ticket_for, iota_vector(20));
+    REQUIRE(tickets.size() == 20);
+    for (int i = 0; i < 20; ++i) CHECK(tickets[static_cast<std::size_t>(i)].number == i + 1000);
+    std::vector<int> streamed;
+    for (Ticket& t : pool.imap(ticket_for, iota_vector(10))) {
+        Ticket mine = std::move(t);
+        streamed.push_back(mine.number);
+    }
+    CHECK(streamed == std::vector<int>{1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009});
+}
+
+TEST_CASE("a 64 MiB argument and a 64 MiB result make the round trip intact", "[pool][values][large]") {
+    mpp::Pool pool(2);
+    constexpr std::size_t size = std::size_t{64} << 20;
+    std::string text = big_string(size);
+    const std::vector<std::byte> back = pool.apply(shifted_reverse, text);
+    REQUIRE(back.size() == size);
+    std::size_t mismatches = 0;
+    for (std::size_t i = 0; i < size; ++i) {
+        const auto expected = static_cast<std::byte>(static_cast<unsigned char>(text[size - 1 - i]) + 1);
+        mismatches += back[i] != expected;
+    }
+    CHECK(mismatches == 0);
+    CHECK(pool.apply(string_size, std::move(text)) == size);
+}
+
+TEST_CASE("a ring of 4 KiB still carries messages of a megabyte each way", "[pool][options]") {
+    mpp::PoolOptions options;
+    options.processes = 2;
+    options.ring_bytes = 4096;
+    mpp::Pool pool(options);
+    const std::string text = big_string(std::size_t{1} << 20);
+    CHECK(pool.apply(repeat, text, 2) == text + text);
+    const std::vector<std::pair<std::string, int>> jobs{{text, 1}, {"abc", 4}, {text, 1}};
+    const auto results = pool.starmap(repeat, jobs);
+    REQUIRE(results.size() == 3);
+    CHECK(results[0] == text);
+    CHECK(results[1] == "abcabcabcabc");
+    CHECK(results[2] == text);
+}
+
+// ---- exceptions -------------------------------------------------------------------------
+
+TEMPLATE_TEST_CASE("a task's standard exception is rethrown as the same type with the same message",
+                   "[pool][errors]", std::runtime_error, std::logic_error, std::invalid_argument,
+                   std::out_of_range, std::domain_error, std::length_error, std::range_error,
+                   std::overflow_error, std::underflow_error) {
+    mpp::Pool pool(1);
+    const std::string expected = "standard failure of " + std::string(typeid(TestType).name());
+    bool caught = false;
+    try {
+        pool.apply(throws_standard<TestType>, 1);
+    } catch (const std::exception& error) {
+        caught = true;
+        CHECK(typeid(error) == typeid(TestType));
+        CHECK(std::string(error.what()) == expected);
+    }
+    CHECK(caught);
+    CHECK_THROWS_AS(pool.map(throws_standard<TestType>, iota_vector(3)), TestType);
+}
+
+TEST_CASE("a task's std::bad_alloc is rethrown as std::bad_alloc", "[pool][errors]") {
+    mpp::Pool pool(1);
+    bool caught = false;
+    try {
+        pool.apply(throws_bad_alloc, 1);
+    } catch (const std::exception& error) {
+        caught = true;
+        CHECK(typeid(error) == typeid(std::bad_alloc));
+        CHECK(std::string(error.what()) == std::bad_alloc().what());
+    }
+    CHECK(caught);
+}
+
+TEST_CASE("a registered user exception comes back as itself, an unregistered one as RemoteError",
+          "[pool][errors]") {
+    mpp::Pool pool(2);
+    // Registered after the workers were forked: only the parent needs to know.
+    mpp::register_exception<pool_test_types::QuotaExceeded>();
+    CHECK_THROWS_MATCHES(pool.apply(throws_quota, 9), pool_test_types::QuotaExceeded,
+                         Catch::Matchers::Message("quota of 9"));
+
+    bool caught = false;
+    try {
+        pool.apply(throws_unregistered, 1);
+    } catch (const mpp::RemoteError& error) {
+        caught = true;
+        CHECK(error.type_name() == "pool_test_types::NeverRegistered");
+        CHECK(std::string(error.what()) == "nobody knows me");
+    }
+    CHECK(caught);
+    CHECK_THROWS_AS(pool.apply(throws_int, 1), mpp::RemoteError);  // not even a std::exception
+}
+
+TEST_CASE("map throws the first failed task's exception in input order, after every task ran", "[pool][errors]") {
+    mpp::Pool pool(2);
+    CHECK_THROWS_MATCHES(pool.map(fails_at_thirty_and_seventy, iota_vector(100), 1), std::invalid_argument,
+                         Catch::Matchers::Message("thirty"));
+    CHECK_THROWS_MATCHES(pool.map_async(fails_at_thirty_and_seventy, iota_vector(100)).get(), std::invalid_argument,
+                         Catch::Matchers::Message("thirty"));
+
+    mpp::Value<int> runs(0);
+    std::vector<std::tuple<mpp::Value<int>, int>> inputs;
+    for (int i = 0; i < 40; ++i) inputs.emplace_back(runs, i);
+    CHECK_THROWS_AS(pool.starmap(counted_then_fails_at_five, inputs, 2), std::domain_error);
+    CHECK(runs.load() == 40);
+    // The pool is still fine.
+    CHECK(pool.map(square, std::vector<int>{4}) == std::vector<int>{16});
+}
+
+// ---- callables --------------------------------------------------------------------------
+
+TEST_CASE("function pointers, captureless lambdas, value-capturing lambdas and serializable function objects "
+          "all run in workers",
+          "[pool][callables]") {
+    mpp::Pool pool(2);
+    int (*pointer)(int) = square;
+    CHECK(pool.map(pointer, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
+    CHECK(pool.apply([](int x) { return x - 1; }, 10) == 9);
+
+    volatile int runtime_offset = 1000;  // not a constant: the captured value must travel
+    const int offset = runtime_offset;
+    auto shifted = [offset](int x) { return x + offset; };
+    static_assert(mpp::shippable<decltype(shifted)>);
+    CHECK(pool.map(shifted, std::vector<int>{1, 2, 3}) == std::vector<int>{1001, 1002, 1003});
+    CHECK(pool.apply(shifted, 5) == 1005);
+
+    const Affine affine{3, runtime_offset, "v="};
+    CHECK(pool.map(affine, std::vector<int>{0, 1, 2}) == std::vector<std::string>{"v=1000", "v=1003", "v=1006"});
+    std::vector<std::string> streamed;
+    for (const std::string& s : pool.imap(affine, std::vector<int>{5})) streamed.push_back(s);
+    CHECK(streamed == std::vector<std::string>{"v=1015"});
+    CHECK(pool.apply_async(affine, 4).get() == "v=1012");
+}
+
+TEST_CASE("basic_pool takes a custom Serializer and uses it on both sides", "[pool][serializer]") {
+    const int saves_before = marked_saves.load();
+    const int loads_before = marked_loads.load();
+    mpp::basic_pool<marked_serializer> pool(2);
+    CHECK(pool.apply(add, 20, 22) == 42);
+    CHECK(pool.map(square, iota_vector(100)) == squares_of(iota_vector(100)));
+    CHECK(pool.starmap(repeat, std::vector<std::pair<std::string, int>>{{"ab", 2}}) ==
+          std::vector<std::string>{"abab"});
+    const Affine affine{2, 1, "#"};
+    CHECK(pool.apply(affine, 3) == "#7");
+    std::vector<int> streamed;
+    for (int y : pool.imap(square, std::vector<int>{4, 5})) streamed.push_back(y);
+    CHECK(streamed == std::vector<int>{16, 25});
+    // The parent encoded arguments and decoded results with it (the worker's use is
+    // proven by the right answers: binary_serializer would trip over the marker).
+    CHECK(marked_saves.load() > saves_before + 100);
+    CHECK(marked_loads.load() > loads_before + 100);
+}
+
+// ---- options ------------------------------------------------------------------------------
+
+TEST_CASE("processes sets the number of workers and pids() lists them", "[pool][options]") {
+    mpp::PoolOptions options;
+    options.processes = 3;
+    mpp::Pool pool(options);
+    CHECK(pool.size() == 3);
+    const auto pids = pool.pids();
+    REQUIRE(pids.size() == 3);
+    CHECK(std::set<pid_t>(pids.begin(), pids.end()).size() == 3);
+    for (pid_t pid : pids) CHECK(::kill(pid, 0) == 0);
+    for (int pid : pool.map(my_pid, iota_vector(60), 1)) CHECK(std::find(pids.begin(), pids.end(), pid) != pids.end());
+
+    mpp::Pool by_default;
+    CHECK(by_default.size() == mpp::cpu_count());
+    CHECK(by_default.pids().size() == mpp::cpu_count());
+}
+
+TEST_CASE("the initializer runs once in each worker, before its first task, and never in the parent",
+          "[pool][options]") {
+    mpp::PoolOptions options;
+    options.processes = 2;
+    options.initializer = [] { ++initializer_runs; };
+    {
+        mpp::Pool pool(options);
+        for (int runs : pool.map(initializer_runs_seen, iota_vector(200), 1)) CHECK(runs == 1);
+    }
+    options.maxtasksperchild = 3;  // replacement workers run it too, once each
+    {
+        mpp::Pool pool(options);
+        for (int runs : pool.map(initializer_runs_seen, iota_vector(20))) CHECK(runs == 1);
+    }
+    CHECK(initializer_runs == 0);
+}
+
+TEST_CASE("maxtasksperchild replaces a worker after that many tasks and pids() stays whole",
+          "[pool][options]") {
+    mpp::PoolOptions options;
+    options.processes = 2;
+    options.maxtasksperchild = 2;
+    mpp::Pool pool(options);
+    SECTION("through map with a chosen chunksize") {
+        const auto pids = pool.map(my_pid, iota_vector(10));
+        const std::set<int> distinct(pids.begin(), pids.end());
+        CHECK(distinct.size() >= 5);
+        for (int pid : distinct) CHECK(std::count(pids.begin(), pids.end(), pid) <= 2);
+    }
+    SECTION("through map with a chunksize above the budget") {
+        const auto pids = pool.map(my_pid, iota_vector(10), 7);
+        CHECK(std::set<int>(pids.begin(), pids.end()).size() >= 5);
+    }
+    SECTION("through apply") {
+        std::set<int> distinct;
+        for (int i = 0; i < 10; ++i) {
+            distinct.insert(pool.apply(my_pid, i));
+            const auto now = pool.pids();
+            CHECK(now.size() == 2);
+            CHECK(std::count(now.begin(), now.end(), 0) == 0);
+        }
+        CHECK(distinct.size() >= 5);
+    }
+    CHECK(pool.pids().size() == 2);
+}
+
+// ---- close, join, terminate, destruction ------------------------------------------------------
+
+TEST_CASE("submitting after close() or terminate() throws std::logic_error", "[pool][lifecycle]") {
+    mpp::Pool pool(2);
+    SECTION("after close") { pool.close(); }
+    SECTION("after terminate") { pool.terminate(); }
+    CHECK_THROWS_AS(pool.apply(add, 1, 2), std::logic_error);
+    CHECK_THROWS_AS(pool.apply_async(add, 1, 2), std::logic_error);
+    CHECK_THROWS_AS(pool.map(square, std::vector<int>{1}), std::logic_error);
+    CHECK_THROWS_AS(pool.map_async(square, std::vector<int>{1}), std::logic_error);
+    CHECK_THROWS_AS(pool.starmap(add, std::vector<std::pair<int, int>>{{1, 2}}), std::logic_error);
+    CHECK_THROWS_AS(pool.starmap_async(add, std::vector<std::pair<int, int>>{{1, 2}}), std::logic_error);
+    CHECK_THROWS_AS(pool.imap(square, std::vector<int>{1}), std::logic_error);
+    CHECK_THROWS_AS(pool.imap_unordered(square, std::vector<int>{1}), std::logic_error);
+    pool.join();
+}
+
+TEST_CASE("join() before close() throws std::logic_error; close and join are idempotent", "[pool][lifecycle]") {
+    mpp::Pool pool(2);
+    auto result = pool.apply_async(sleep_then_return, 50, 7);
+    CHECK_THROWS_AS(pool.join(), std::logic_error);
+    pool.close();
+    pool.close();
+    pool.join();
+    pool.join();
+    CHECK(result.ready());  // close + join finished the queued work
+    CHECK(result.get() == 7);
+    pool.close();
+    pool.terminate();  // after join: nothing left to stop
+    pool.join();
+}
+
+TEST_CASE("close() then join() finishes every queued task", "[pool][lifecycle]") {
+    mpp::Pool pool(2);
+    std::vector<mpp::AsyncResult<int>> results;
+    for (int i = 0; i < 12; ++i) results.push_back(pool.apply_async(sleep_then_return, 20, i));
+    auto mapped = pool.map_async(square, iota_vector(1000), 1);
+    pool.close();
+    pool.join();
+    for (int i = 0; i < 12; ++i) {
+        CHECK(results[static_cast<std::size_t>(i)].ready());
+        CHECK(results[static_cast<std::size_t>(i)].get() == i);
+    }
+    CHECK(mapped.get() == squares_of(iota_vector(1000)));
+}
+
+TEST_CASE("terminate() fails every unfinished result with PoolTerminated", "[pool][lifecycle]") {
+    mpp::Pool pool(2);
+    const auto pids = pool.pids();
+    std::vector<mpp::AsyncResult<int>> sleepers;
+    for (int i = 0; i < 4; ++i) sleepers.push_back(pool.apply_async(sleep_then_return, 60'000, i));
+    auto mapped = pool.starmap_async(sleep_then_return, std::vector<std::pair<int, int>>{{60'000, 1}, {60'000, 2}});
+    auto streamed = pool.imap(sleep_then_return_slowly, iota_vector(3));
+    auto it = streamed.begin();  // sends the first items
+    pool.terminate();
+    for (auto& sleeper : sleepers) CHECK_THROWS_AS(sleeper.get(), mpp::PoolTerminated);
+    CHECK_THROWS_AS(mapped.get(), mpp::PoolTerminated);
+    CHECK_THROWS_AS(*it, mpp::PoolTerminated);
+    pool.join();
+    for (pid_t pid : pids) CHECK(pid_is_gone(pid));
+}
+
+TEST_CASE("the destructor waits for submitted work, so results obtained before it are delivered",
+          "[pool][lifecycle]") {
+    mpp::AsyncResult<int> single;
+    mpp::AsyncResult<std::vector<int>> mapped;
+    {
+        mpp::Pool pool(2);
+        single = pool.apply_async(sleep_then_return, 200, 77);
+        mapped = pool.map_async(square, iota_vector(300), 1);
+    }
+    CHECK(single.ready());
+    CHECK(single.get() == 77);
+    CHECK(mapped.ready());
+    CHECK(mapped.get() == squares_of(iota_vector(300)));
+}
+
+TEST_CASE("fifty pools in a row leave no child process behind", "[pool][lifecycle]") {
+    std::vector<pid_t> workers;
+    for (int i = 0; i < 50; ++i) {
+        mpp::Pool pool(2);
+        CHECK(pool.apply(add, i, 1) == i + 1);
+        if (i == 0) CHECK_FALSE(no_children_left());  // the check does see a live pool's processes
+        const auto pids = pool.pids();
+        workers.insert(workers.end(), pids.begin(), pids.end());
+    }
+    CHECK(no_children_left());
+    std::size_t alive = 0;
+    for (pid_t pid : workers) alive += !pid_is_gone(pid);
+    CHECK(alive == 0);
+}
+
+TEST_CASE("two pools alive at once work independently", "[pool][concurrency]") {
+    mpp::Pool first(2);
+    mpp::Pool second(2);
+    const auto first_pids = first.pids();
+    const auto second_pids = second.pids();
+    for (pid_t pid : first_pids) CHECK(std::find(second_pids.begin(), second_pids.end(), pid) == second_pids.end());
+    auto a = first.map_async(square, iota_vector(2000), 3);
+    auto b = second.map_async(square_long, std::vector<long long>{1, 2, 3});
+    auto c = second.apply_async(add, 4, 5);
+    CHECK(first.apply(add, 1, 1) == 2);
+    CHECK(b.get() == std::vector<long long>{1, 4, 9});
+    CHECK(c.get() == 9);
+    CHECK(a.get() == squares_of(iota_vector(2000)));
+    first.close();
+    first.join();
+    CHECK(second.apply(add, 2, 2) == 4);  // unaffected by the other pool's shutdown
+}
+
+TEST_CASE("one pool used from two user threads at once gives each thread its own results",
+          "[pool][concurrency]") {
+    mpp::Pool pool(2);
+    std::atomic<int> wrong{0};
+    auto user = [&](int base) {
+        for (int i = 0; i < 100; ++i)
+            if (pool.apply(add, base, i) != base + i) ++wrong;
+        const auto xs = iota_vector(500);
+        if (pool.map(square, xs, 3) != squares_of(xs)) ++wrong;
+        std::vector<mpp::AsyncResult<int>> pending;
+        for (int i = 0; i < 50; ++i) pending.push_back(pool.apply_async(add, base, i));
+        for (int i = 0; i < 50; ++i)
+            if (pending[static_cast<std::size_t>(i)].get() != base + i) ++wrong;
+        int expected = 0;
+        for (int y : pool.imap(square, xs)) {
+            if (y != expected * expected) ++wrong;
+            ++expected;
+        }
+        if (expected != 500) ++wrong;
+    };
+    std::thread one(user, 1000);
+    std::thread two(user, 2000);
+    one.join();
+    two.join();
+    CHECK(wrong.load() == 0);
+}
