@@ -81,6 +81,7 @@ struct chunk_context {
     writer& results;
     worker_progress& progress;
     bool track_time;
+    std::exception_ptr setup_error = nullptr;  // the initializer's exception: every task fails with it
 
     /// The bytes of the next length-framed item.
     std::span<const std::byte> next_item() {

@@ -100,6 +100,7 @@ void run_chunk(chunk_context& context) {
     std::optional<F> callable;
     const std::byte* flat_item_bytes = nullptr;
     try {
+        if (context.setup_error) std::rethrow_exception(context.setup_error);
         callable.emplace(load_callable<S, F>(context.callable));
         if constexpr (flat_items) flat_item_bytes = context.items.read(context.count * sizeof(Arg)).data();
     } catch (...) {

@@ -30,12 +30,13 @@ struct worker_slot {
                                     std::size_t maxtasksperchild) {
     // An initializer that throws does not kill the worker (which would only be
     // respawned to fail again, forever): every task then fails with its error.
-    writer initializer_error;
+    // The runner writes the failures, since only it knows the chunk's result layout.
+    std::exception_ptr initializer_error;
     if (initializer) {
         try {
             initializer();
         } catch (...) {
-            save_current_exception(initializer_error);
+            initializer_error = std::current_exception();
         }
     }
 
@@ -60,16 +61,15 @@ struct worker_slot {
         results.clear();
         results.extend(sizeof(std::uint64_t) + sizeof(result_header));
         const std::int64_t started = steady_now_ns();
-        if (initializer_error.size() == 0) {
+        {
             chunk_context context{reader(body.first(header.callable_bytes)),
                                   reader(body.subspan(header.callable_bytes)),
                                   header.count,
                                   results,
                                   slot.progress,
-                                  header.track_time != 0};
+                                  header.track_time != 0,
+                                  initializer_error};
             header.runner(context);
-        } else {
-            for (std::uint32_t i = 0; i < header.count; ++i) results.write(initializer_error.bytes());
         }
         slot.progress.tasks_done.store(header.count, std::memory_order_relaxed);
         slot.progress.task_started_ns.store(0, std::memory_order_relaxed);
