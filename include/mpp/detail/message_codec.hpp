@@ -67,6 +67,9 @@ decltype(auto) with_encoded_message(const T& value, Send&& send) {
         return send(std::as_bytes(std::span<const T, 1>(std::addressof(value), 1)));
     } else {
         message_scratch scratch;
+        // As dumps() does: flat types get their exact size at once (and GCC 12's bogus
+        // -Wstringop-overflow on the first insert into an empty vector stays quiet).
+        scratch.out().reserve(binary_size_hint(value));
         binary_serializer::save(scratch.out(), value);
         return send(scratch.out().bytes());
     }
