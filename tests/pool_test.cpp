@@ -703,6 +703,29 @@ TEST_CASE("the initializer runs once in each worker, before its first task, and 
     CHECK(initializer_runs == 0);
 }
 
+TEST_CASE("an initializer that throws fails every task with the initializer's own exception", "[pool][options]") {
+    mpp::PoolOptions options;
+    options.processes = 2;
+    options.initializer = [] { throw std::out_of_range("no configuration found"); };
+    mpp::Pool pool(options);
+    // Results of both wire layouts: raw numbers and encoded strings.
+    CHECK_THROWS_MATCHES(pool.apply(square, 3), std::out_of_range, Catch::Matchers::Message("no configuration found"));
+    CHECK_THROWS_MATCHES(pool.map(square, iota_vector(50)), std::out_of_range,
+                         Catch::Matchers::Message("no configuration found"));
+    CHECK_THROWS_MATCHES(pool.apply(repeat, std::string("a"), 2), std::out_of_range,
+                         Catch::Matchers::Message("no configuration found"));
+    int failures = 0;
+    auto results = pool.imap(square, iota_vector(5));
+    for (auto it = results.begin(); it != results.end(); ++it) {
+        try {
+            (void)*it;
+        } catch (const std::out_of_range&) {
+            ++failures;
+        }
+    }
+    CHECK(failures == 5);
+}
+
 TEST_CASE("maxtasksperchild replaces a worker after that many tasks and pids() stays whole",
           "[pool][options]") {
     mpp::PoolOptions options;
