@@ -43,6 +43,7 @@ The workload keys (every key is on both sides unless marked "mpp only"):
     pipe_one_way                  msgs/s   a child process sends ints, the parent receives
     value_increment_locked_2proc  ops/s    two processes do `with v.get_lock(): v += 1`
     lock_uncontended              ns       one acquire + release of a Lock nobody else uses
+                                           (median over batches of 10,000 pairs)
     array_fill                    items/s  the parent writes every element of an int64 Array
     pool_start_stop               ms       Pool(processes) then close() + join()
     process_start_join            ms       Process(target=noop).start() + join()
@@ -261,6 +262,7 @@ def main():
     extra = (["--quick"] if args.quick else []) + \
             (["--processes", str(args.processes)] if args.processes else [])
 
+    load_before = os.getloadavg()[0]
     mpp_json, py_json = out / "mpp.json", out / "python.json"
     for stale in (mpp_json, py_json):
         stale.unlink(missing_ok=True)
@@ -273,11 +275,16 @@ def main():
         print("compare.py: the Python baseline failed; no comparison written", file=sys.stderr)
         return 2
 
+    load_after = os.getloadavg()[0]
     mpp, py = load(mpp_json), load(py_json)
     rows = build_rows(mpp, py)
     title = (f"mpp vs Python multiprocessing, {mpp['processes']} processes"
              f"{' (quick)' if args.quick else ''}")
+    busy = max(load_before, load_after) > 1.5 * (os.cpu_count() or 1)
     print(title)
+    print(f"load average (1 min) before/after: {load_before:.1f} / {load_after:.1f} on "
+          f"{os.cpu_count()} CPUs" + ("  -- BUSY MACHINE: other programs took CPU time, "
+                                     "so the timings are noisy" if busy else ""))
     print("\n".join(table_lines(rows, markdown=False)))
     missed = [r["workload"] for r in rows if r["met"] is False]
     unknown = [k for k in TARGETS if not any(r["workload"] == k and r["met"] is not None for r in rows)]
@@ -287,7 +294,7 @@ def main():
           + (f"; not measured: {', '.join(unknown)}" if unknown else ""))
 
     (out / "compare.json").write_text(json.dumps(
-        {"title": title, "mpp": mpp, "python": py, "rows": rows}, indent=2) + "\n")
+        {"title": title, "load_average_before_after": [load_before, load_after], "mpp": mpp, "python": py, "rows": rows}, indent=2) + "\n")
     (out / "compare.md").write_text("\n".join(table_lines(rows, markdown=True)) + "\n")
     (out / "compare.svg").write_text(svg_chart(rows, title))
     print(f"wrote {out / 'compare.json'}, {out / 'compare.md'}, {out / 'compare.svg'}")
