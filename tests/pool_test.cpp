@@ -162,6 +162,16 @@ int throws_quota(int x) { throw pool_test_types::QuotaExceeded("quota of " + std
 int throws_unregistered(int) { throw pool_test_types::NeverRegistered("nobody knows me"); }
 int throws_int(int) { throw 42; }
 
+struct Point {  // trivially copyable: travels as raw bytes
+    int x;
+    double y;
+};
+Point halve_and_double(Point p) { return Point{p.x * 2, p.y / 2}; }
+enum class Color : unsigned char { red, green, blue };
+Color color_of(int x) { return static_cast<Color>(x % 3); }
+bool is_even(int x) { return x % 2 == 0; }
+char letter_of(int x) { return static_cast<char>('a' + x % 26); }
+
 // Set by the initializer in each worker; the parent never runs it.
 int initializer_runs = 0;
 int initializer_runs_seen(int) { return initializer_runs; }
@@ -555,6 +565,45 @@ TEST_CASE("a ring of 4 KiB still carries messages of a megabyte each way", "[poo
     CHECK(results[2] == text);
 }
 
+TEST_CASE("bool, enum, char and plain-struct values travel both ways", "[pool][values]") {
+    mpp::Pool pool(2);
+    CHECK(pool.map(is_even, std::vector<int>{1, 2, 3, 4}) == std::vector<bool>{false, true, false, true});
+    CHECK(pool.map(color_of, std::vector<int>{0, 1, 2, 3}) ==
+          std::vector<Color>{Color::red, Color::green, Color::blue, Color::red});
+    CHECK(pool.map(letter_of, std::vector<int>{0, 1, 25, 26}, 1) == std::vector<char>{'a', 'b', 'z', 'a'});
+    const auto points = pool.map(halve_and_double, std::vector<Point>{{1, 3.0}, {2, 5.0}});
+    REQUIRE(points.size() == 2);
+    CHECK(points[0].x == 2);
+    CHECK(points[0].y == 1.5);
+    CHECK(points[1].x == 4);
+    CHECK(points[1].y == 2.5);
+    std::vector<bool> streamed;
+    for (bool even : pool.imap(is_even, std::vector<int>{1, 2})) streamed.push_back(even);
+    CHECK(streamed == std::vector<bool>{false, true});
+}
+
+TEST_CASE("a task failing in the middle of a chunk costs only its own result", "[pool][errors]") {
+    mpp::Pool pool(2);
+    const auto xs = iota_vector(12);
+    for (std::size_t chunksize : {std::size_t{5}, std::size_t{12}, std::size_t{0}}) {
+        INFO("chunksize " << chunksize);
+        std::vector<int> values;
+        int failures = 0;
+        auto results = pool.imap(fails_at_seven, xs, chunksize);
+        for (auto it = results.begin(); it != results.end(); ++it) {
+            try {
+                values.push_back(*it);
+            } catch (const std::runtime_error&) {
+                ++failures;
+            }
+        }
+        CHECK(failures == 1);
+        CHECK(values == std::vector<int>{0, 10, 20, 30, 40, 50, 60, 80, 90, 100, 110});
+        CHECK_THROWS_MATCHES(pool.map(fails_at_seven, xs, chunksize), std::runtime_error,
+                             Catch::Matchers::Message("task 7 failed"));
+    }
+}
+
 // ---- exceptions -------------------------------------------------------------------------
 
 TEMPLATE_TEST_CASE("a task's standard exception is rethrown as the same type with the same message",
@@ -799,6 +848,46 @@ TEST_CASE("close() then join() finishes every queued task", "[pool][lifecycle]")
         CHECK(results[static_cast<std::size_t>(i)].get() == i);
     }
     CHECK(mapped.get() == squares_of(iota_vector(1000)));
+}
+
+TEST_CASE("an imap view made before close() still yields every result, after close() and after join()",
+          "[pool][lifecycle][imap]") {
+    std::vector<int> xs(3000);  // several windows' worth, so most input is read after close()
+    for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<int>(i % 1000);
+    SECTION("iterated after close()") {
+        mpp::Pool pool(2);
+        auto results = pool.imap(square, xs);
+        pool.close();
+        std::size_t n = 0;
+        bool in_order = true;
+        for (int y : results) {
+            in_order = in_order && y == xs[n] * xs[n];
+            ++n;
+        }
+        CHECK(n == xs.size());
+        CHECK(in_order);
+        pool.join();
+    }
+    SECTION("iterated after join(), which reads the rest of the input") {
+        mpp::Pool pool(2);
+        auto results = pool.imap_unordered(square, xs, 3);
+        pool.close();
+        pool.join();
+        std::multiset<int> got;
+        for (int y : results) got.insert(y);
+        const auto expected = squares_of(xs);
+        CHECK(got == std::multiset<int>(expected.begin(), expected.end()));
+    }
+    SECTION("iterated after the pool object is gone") {
+        auto make = [] {
+            mpp::Pool pool(2);
+            return pool.imap(square, std::vector<int>{1, 2, 3});
+        };
+        auto results = make();
+        std::vector<int> got;
+        for (int y : results) got.push_back(y);
+        CHECK(got == std::vector<int>{1, 4, 9});
+    }
 }
 
 TEST_CASE("terminate() fails every unfinished result with PoolTerminated", "[pool][lifecycle]") {
