@@ -106,6 +106,8 @@ def fmt_value(value, unit):
         for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
             if abs(value) >= scale:
                 return f"{value / scale:.3g}{prefix} {unit}"
+    if abs(value) >= 1000:
+        return f"{value:,.0f} {unit}"
     return f"{value:.3g} {unit}"
 
 
