@@ -200,6 +200,28 @@ TEST_CASE("a parent that closes its copy of the child's end still gets what the 
     child.join();
 }
 
+TEST_CASE("a child reading until EOFError stops once the parent closes its end", "[pipe]") {
+    // The child inherits a copy of the parent's end too; that copy must not keep its recv waiting.
+    auto ends = mpp::Pipe<int>();
+    auto& parent_conn = ends.first;
+    auto& child_conn = ends.second;
+    mpp::Queue<int> total;
+    mpp::Process reader([child_conn, total] {
+        int sum = 0;
+        try {
+            for (;;) sum += child_conn.recv();
+        } catch (const mpp::EOFError&) {
+            total.put(sum);
+        }
+    });
+    reader.start();
+    for (int i = 1; i <= 10; ++i) parent_conn.send(i);
+    parent_conn.close();
+    CHECK(total.get(60s) == std::optional<int>(55));
+    reader.join();
+    CHECK(reader.exitcode() == 0);
+}
+
 TEST_CASE("a one-way pipe receives on its first end and sends on its second only", "[pipe]") {
     auto ends = mpp::Pipe<int>(false);
     auto& reader = ends.first;
@@ -304,7 +326,7 @@ TEST_CASE("a connection travels through a queue and works where it is decoded", 
     auto& there = ends.second;
     mpp::Queue<mpp::Connection<int>> mailbox;
     mpp::Process helper([mailbox] {
-        const auto conn = mailbox.get();
+        const auto conn = mailbox.get(60s).value();
         conn.send(conn.recv() * 2);
     });
     helper.start();

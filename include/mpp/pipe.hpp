@@ -85,7 +85,8 @@ public:
         check_usable("send", writable(), "this is the receive-only end of a one-way Pipe");
         enroll_as_user();
         auto& peer = state_->ends[1 - side_];
-        if (peer.gone(false)) throw EOFError("Connection::send: the other end of the pipe is closed");
+        if (peer.gone(false, detail::pipe_pid_cache::current()))
+            throw EOFError("Connection::send: the other end of the pipe is closed");
         detail::pipe_peer_watch peer_gone(peer);
         const auto outcome = detail::with_encoded_message(item, [&](std::span<const std::byte> message) {
             return state_->channel[1 - side_].put(message, detail::steady_deadline::max(), peer_gone);
@@ -112,7 +113,8 @@ public:
     bool poll() const {
         check_usable("poll", readable(), "this is the send-only end of a one-way Pipe");
         enroll_as_user();
-        return state_->channel[side_].size() != 0 || state_->ends[1 - side_].gone(true);
+        return state_->channel[side_].size() != 0 ||
+               state_->ends[1 - side_].gone(true, detail::pipe_pid_cache::current());
     }
 
     /// As poll(), waiting up to `timeout` for a message (or EOF) to arrive.

@@ -58,6 +58,8 @@ private:
     std::optional<writer> own_;
 };
 
+inline constexpr std::size_t max_reserved_hint = std::size_t{1} << 40;
+
 /// Calls send(std::span<const std::byte>) with the encoding of `value` and returns what it
 /// returns. Types whose encoding is their object bytes (numbers, plain structs) skip the
 /// writer altogether: the cheapest path for the most common messages.
@@ -69,7 +71,9 @@ decltype(auto) with_encoded_message(const T& value, Send&& send) {
         message_scratch scratch;
         // As dumps() does: flat types get their exact size at once (and GCC 12's bogus
         // -Wstringop-overflow on the first insert into an empty vector stays quiet).
-        scratch.out().reserve(binary_size_hint(value));
+        // (The hint is only trusted when plausible: "unknown" is spelled as a huge value.)
+        const std::size_t hint = binary_size_hint(value);
+        scratch.out().reserve(hint <= max_reserved_hint ? hint : 64);
         binary_serializer::save(scratch.out(), value);
         return send(scratch.out().bytes());
     }

@@ -98,9 +98,10 @@ public:
     /// True when nobody will use this end again: every process that used it or received it
     /// from another process closed it or died, and either there is such a process (the end
     /// was handed on, so its creator merely holding a copy does not count, as Python users
-    /// forget to close it) or its creator closed it too. With check_liveness false only
-    /// explicit closes count (no syscalls).
-    bool gone(bool check_liveness) const noexcept {
+    /// forget to close it) or its creator closed it too. The asking process's own inherited,
+    /// never used copy does not count either (a forked child waiting on one end inherits
+    /// the other). With check_liveness false only explicit closes count (no syscalls).
+    bool gone(bool check_liveness, pid_t asking) const noexcept {
         if (in_transit_.load(std::memory_order_seq_cst) != 0 || overflowed_.load(std::memory_order_relaxed) != 0)
             return false;  // a holder we cannot see may still use it
         if (pending_forks_.load(std::memory_order_seq_cst) != 0 &&
@@ -112,6 +113,7 @@ public:
         for (const auto& entry : entries_) {
             const std::uint64_t value = entry.load(std::memory_order_seq_cst);
             if (value == 0) continue;
+            if (pid_of(value) == asking && (value & (used_bit | inherited_bit)) == inherited_bit) continue;
             const bool open = (value & closed_bit) == 0 && (!check_liveness || pipe_process_alive(pid_of(value)));
             if ((value & (used_bit | inherited_bit)) != 0) {
                 handed_on = true;
@@ -176,19 +178,21 @@ public:
     static constexpr std::chrono::milliseconds liveness_interval{50};
 
     explicit pipe_peer_watch(const pipe_end_holders& peer) noexcept
-        : peer_(peer), next_liveness_check_(std::chrono::steady_clock::now() + liveness_interval) {}
+        : peer_(peer), self_(pipe_pid_cache::current()),
+          next_liveness_check_(std::chrono::steady_clock::now() + liveness_interval) {}
 
     bool operator()() noexcept {
-        if (peer_.gone(false)) return true;
+        if (peer_.gone(false, self_)) return true;
         const auto now = std::chrono::steady_clock::now();
         if (now < next_liveness_check_) return false;
         next_liveness_check_ = now + liveness_interval;
-        return peer_.gone(true);
+        return peer_.gone(true, self_);
     }
     std::chrono::steady_clock::duration poll_interval() const noexcept { return liveness_interval; }
 
 private:
     const pipe_end_holders& peer_;
+    pid_t self_;
     std::chrono::steady_clock::time_point next_liveness_check_;
 };
 
