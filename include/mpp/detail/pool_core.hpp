@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -99,6 +100,9 @@ public:
           workers_(processes) {
         // Made before any fork, so primitives created later are shared with the workers.
         shared_segment::instance();
+        // Output still buffered here would otherwise be printed again by every
+        // worker that flushes its copy of the buffer.
+        std::fflush(nullptr);
         pool_memory::header* shared = &memory_.shared_header();
         const pool_memory* memory = &memory_;
         const std::function<void()>* initializer = &options_.initializer;
