@@ -512,7 +512,7 @@ TEST_CASE("a task that exhausts memory under an rlimit and throws bad_alloc fail
 }
 #endif
 
-TEST_CASE("only the crashing task of a map fails; every other task completes", "[pool][crash]") {
+TEST_CASE("only the crashing task of a map fails and every other task completes", "[pool][crash]") {
     hang_watchdog watchdog("crash inside a map");
     mpp::Pool pool(2);
 
@@ -642,7 +642,7 @@ TEST_CASE("imap and apply_async results stay correct and in order through a kill
     CHECK(storm.kills() > 0);
 }
 
-TEST_CASE("terminate during a kill-storm returns; every result completes or fails with PoolTerminated",
+TEST_CASE("terminate during a kill-storm returns and every result completes or fails with PoolTerminated",
           "[pool][crash][storm]") {
     hang_watchdog watchdog("terminate during a kill-storm");
     {

@@ -821,7 +821,7 @@ TEST_CASE("submitting after close() or terminate() throws std::logic_error", "[p
     pool.join();
 }
 
-TEST_CASE("join() before close() throws std::logic_error; close and join are idempotent", "[pool][lifecycle]") {
+TEST_CASE("join() before close() throws std::logic_error and close and join are idempotent", "[pool][lifecycle]") {
     mpp::Pool pool(2);
     auto result = pool.apply_async(sleep_then_return, 50, 7);
     CHECK_THROWS_AS(pool.join(), std::logic_error);

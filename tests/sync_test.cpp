@@ -439,7 +439,7 @@ TEST_CASE("notify_all wakes every waiting process", "[condition]") {
     CHECK(woke->load() == 3);
 }
 
-TEST_CASE("Condition timed waits return false and keep the lock; misuse throws std::logic_error", "[condition]") {
+TEST_CASE("Condition timed waits return false and keep the lock and misuse throws std::logic_error", "[condition]") {
     mpp::Lock lock;
     mpp::Condition condition(lock);
     CHECK(condition.get_lock() == lock);
