@@ -1,8 +1,7 @@
 // A bounded multi-producer multi-consumer queue of byte messages in the shared segment,
-// the engine under Queue and Pipe. Each message is published (and each one taken) by one
-// store under a robust mutex, so a process killed at any instant inside put or get never
-// blocks the others and never half-delivers: an unpublished message is dropped (leaking at
-// most its one payload block), a message whose getter died before taking it stays queued.
+// the engine under Queue and Pipe. A message is published (and taken) by one store under
+// a robust mutex, so a process killed at any instant inside put or get never blocks the
+// others and never half-delivers: an unpublished message is dropped whole.
 #pragma once
 
 #include <algorithm>

@@ -1,8 +1,7 @@
 // Per process: how many open Connection handles it has to each pipe end. A fork enrolls
-// the child as a holder of every end it inherits (that is what makes "the peer closed"
-// safe to conclude while a child has not run yet; the end counts a pending fork from
-// before fork() until the child enrolled), and the last handle to go tells the
-// peer that this process is done with the end, as closing the last fd would.
+// the child as a holder of every end it inherits (counted as pending from before fork()
+// until the child enrolled), and the last handle to go tells the peer that this process
+// is done with the end, as closing the last fd of a pipe would.
 #pragma once
 
 #include <pthread.h>
