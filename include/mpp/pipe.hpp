@@ -51,8 +51,10 @@ std::pair<Connection<T>, Connection<T>> Pipe(bool duplex = true);
 /// - send(x) queues x for the other end (blocking only if 2^20 messages are unread). It
 ///   throws mpp::EOFError (Python: BrokenPipeError) when the other end is closed.
 /// - recv() blocks for the next message; once nothing is left to read and the other end is
-///   closed, or every process that used it has died, it throws mpp::EOFError. A dead peer
-///   is noticed within about 50 ms.
+///   gone, it throws mpp::EOFError. Gone means closed, or every process that used it or got
+///   it from another process (through fork or a message) has closed it or died; a parent
+///   that merely kept a copy of the end it handed to a child does not count (Python would
+///   hang there). A dead peer is noticed within about 50 ms, zombie or not.
 /// - poll() is true when recv() would not block (a message, or EOF, is waiting).
 /// - close() ends this handle (std::logic_error on any later use of it) and tells the
 ///   other end that this process is done with its end. Dropping a process's last handle
