@@ -391,6 +391,7 @@ TEST_CASE("close stops this handle from putting or getting but not its other han
     CHECK_THROWS_AS(q.get(), std::logic_error);
     CHECK_THROWS_AS(q.get_nowait(), std::logic_error);
     CHECK(q.qsize() == 1);
+    CHECK_NOTHROW(q.join_thread());  // Python's close(); join_thread() idiom: nothing left to flush
     other.put(3);
     CHECK(other.get() == 1);
     CHECK(other.get() == 3);

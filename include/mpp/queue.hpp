@@ -115,6 +115,11 @@ public:
     /// Idempotent; other handles to the same queue are unaffected.
     void close() const noexcept { closed_.store(true, std::memory_order_relaxed); }
 
+    /// Python's feeder-thread controls. There is no feeder thread: put() has copied the
+    /// message into shared memory before it returns, so both are no-ops.
+    void join_thread() const noexcept {}
+    void cancel_join_thread() const noexcept {}
+
     /// True when both handles refer to the same shared queue.
     friend bool operator==(const Queue& a, const Queue& b) noexcept { return a.state_ == b.state_; }
 
