@@ -379,6 +379,10 @@ TEST_CASE("copies of a handle are the same queue and assignment rebinds a handle
     copy.put(2);
     CHECK(a.empty());
     CHECK(b.get() == 2);
+
+    mpp::Queue<int> moved_to = std::move(a);  // moving copies: the moved-from handle still works
+    a.put(3);
+    CHECK(moved_to.get() == 3);
 }
 
 TEST_CASE("close stops this handle from putting or getting but not its other handles", "[queue]") {

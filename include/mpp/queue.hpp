@@ -64,15 +64,11 @@ public:
     /// maxsize 0 means the library default bound, 2^20 messages.
     explicit Queue(std::size_t maxsize) : state_(state_ref::make(maxsize)) {}
 
+    // Copies share the queue. There are no move operations on purpose: "moving" copies, so
+    // a moved-from handle still refers to its queue instead of crashing when used.
     Queue(const Queue& other) noexcept : state_(other.state_), closed_(other.is_closed()) {}
-    Queue(Queue&& other) noexcept : state_(std::move(other.state_)), closed_(other.is_closed()) {}
     Queue& operator=(const Queue& other) noexcept {
         state_ = other.state_;
-        closed_.store(other.is_closed(), std::memory_order_relaxed);
-        return *this;
-    }
-    Queue& operator=(Queue&& other) noexcept {
-        state_ = std::move(other.state_);
         closed_.store(other.is_closed(), std::memory_order_relaxed);
         return *this;
     }
