@@ -15,6 +15,8 @@ public:
         : explicit_size_(explicit_size), workers_(std::max<std::size_t>(workers, 1)) {}
 
     bool automatic() const noexcept { return explicit_size_ == 0; }
+    /// Whether a chunk of this job has finished yet (until then sizes are guesses).
+    bool measured() const noexcept { return measured_; }
 
     /// Tasks for the next chunk, given how many are waiting to be sent and
     /// whether more may still arrive (a lazy imap input).

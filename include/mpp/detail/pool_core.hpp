@@ -601,8 +601,10 @@ private:
             if (!worker.alive || worker.chunks.empty()) continue;
             const std::size_t shallow = std::max<std::size_t>(1, worker.depth / 2);
             // A result message already under way (larger than the ring) must be
-            // drained as it comes, or it would stream at one ring per nap.
-            if (worker.chunks.size() <= shallow || worker.length_got != 0) {
+            // drained as it comes, or it would stream at one ring per nap; and an
+            // unmeasured job's first results calibrate its chunk size.
+            if (worker.chunks.size() <= shallow || worker.length_got != 0 ||
+                !worker.chunks.front().job->plan().measured()) {
                 wants_results[i] = 1;
             } else {
                 const double per_chunk = worker.chunks.front().job->plan().estimated_chunk_ns();
