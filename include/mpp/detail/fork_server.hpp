@@ -94,6 +94,14 @@ public:
 
     void kill(pid_t pid, int signal) { send({request::kill, 0, pid, signal}); }
 
+    /// Throws if the server itself is gone (its end of the socket closed): its
+    /// workers died with it and nobody will report them, so nothing may wait for them.
+    void check_alive() const {
+        pollfd peer{socket_, 0, 0};
+        if (::poll(&peer, 1, 0) == 1 && (peer.revents & (POLLHUP | POLLERR)) != 0)
+            throw std::runtime_error("mpp: the pool's fork server died unexpectedly");
+    }
+
     /// The next worker death, if one was reported. Never blocks.
     std::optional<worker_exit> next_exit() {
         while (auto reply = receive(/*block=*/false)) {

@@ -638,7 +638,14 @@ private:
             deadline = std::min(deadline, steady_clock::now() + std::clamp<steady_clock::duration>(
                                                                     options_.task_timeout / 8, milliseconds(1),
                                                                     milliseconds(50)));
-        await(memory_.shared_header().doorbell, has_work, announce, deadline);
+        // The fork server rings for every death but its own: while work is
+        // outstanding, look at it at least once a second.
+        bool outstanding = false;
+        for (const worker_state& worker : workers_)
+            outstanding |= worker.alive && (!worker.chunks.empty() || worker.exit_queued);
+        if (outstanding) deadline = std::min(deadline, steady_clock::now() + seconds(1));
+        if (!await(memory_.shared_header().doorbell, has_work, announce, deadline) && outstanding)
+            server_->check_alive();
     }
 
     PoolOptions options_;
