@@ -687,6 +687,46 @@ TEST_CASE("terminate during a kill-storm returns and every result completes or f
     CHECK(my_children().empty());
 }
 
+TEST_CASE("close and join during a kill-storm finish every submitted task", "[pool][crash][storm]") {
+    hang_watchdog watchdog("close during a kill-storm");
+    mpp::PoolOptions options;
+    options.processes = 3;
+    options.retries = 100;
+    std::optional<mpp::AsyncResult<std::vector<int>>> mapped;
+    std::vector<mpp::AsyncResult<int>> singles;
+    {
+        mpp::Pool pool(options);
+        kill_storm storm(pool, 11);
+        mapped.emplace(pool.map_async(slow_square, iota_upto(3000)));
+        for (int i = 0; i < 100; ++i) singles.push_back(pool.apply_async(slow_square, i));
+        pool.close();
+        pool.join();  // the watchdog turns a hang here into a failure
+        storm.stop();
+        CHECK(storm.kills() > 0);
+    }
+    CHECK(mapped->get(hang_guard) == squares_upto(3000));
+    for (int i = 0; i < 100; ++i) CHECK(singles[static_cast<std::size_t>(i)].get(hang_guard) == i * i);
+    CHECK(my_children().empty());
+}
+
+TEST_CASE("a SIGKILLed fork server fails the pool's unfinished work instead of hanging", "[pool][crash][server]") {
+    hang_watchdog watchdog("fork server killed");
+    {
+        mpp::Pool pool(2);
+        const std::vector<pid_t> workers = pool.pids();
+        const pid_t server = parent_of(workers.at(0));
+        REQUIRE(server > 0);
+        auto mapped = pool.map_async(pid_after_a_nap, iota_upto(400), 1);  // about 5 s of work
+        std::this_thread::sleep_for(100ms);
+        REQUIRE(::kill(server, SIGKILL) == 0);
+        // Its workers die with it (PR_SET_PDEATHSIG); the pool must notice and fail the rest.
+        CHECK(mapped.wait_for(hang_guard) == std::future_status::ready);
+        CHECK_THROWS_WITH(mapped.get(hang_guard), Catch::Contains("fork server"));
+        CHECK(eventually([&] { return std::none_of(workers.begin(), workers.end(), is_alive); }));
+    }
+    CHECK(my_children().empty());
+}
+
 TEST_CASE("a worker killed while writing a 32 MiB result never hangs the parent and the task is re-run",
           "[pool][crash][midwrite]") {
     hang_watchdog watchdog("death mid-write");
@@ -873,7 +913,7 @@ TEST_CASE("many pool lifetimes with crashes and terminates leak no fd and no chi
           "[pool][crash][leaks]") {
     hang_watchdog watchdog("pool lifetimes");
 #ifdef MPP_SANITIZED
-    constexpr int lifetimes = 100;  // fork is much slower under the sanitizers
+    constexpr int lifetimes = 200;  // fork is much slower under the sanitizers
 #else
     constexpr int lifetimes = 1000;
 #endif
