@@ -33,7 +33,7 @@ The workload keys (every key is on both sides unless marked "mpp only"):
     payload_{1,8,64}MiB_to_worker    MB/s  apply(len, bytes of that size) (10^6 bytes/s)
     payload_{1,8,64}MiB_from_worker  MB/s  apply(make n zero bytes) returned to the parent
     cpu_serial_time               ms       64 CPU-bound items in a loop in the parent; each item is
-                                           calibrated to take the same time (10 ms; quick: 5 ms)
+                                           calibrated to take the same CPU time (10 ms; quick: 5 ms)
                                            on each side, so both sides split the same granularity
     cpu_parallel_time             ms       the same items through map() on the pool
     cpu_speedup                   x        serial / parallel, per run

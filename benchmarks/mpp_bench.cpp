@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -170,13 +171,25 @@ private:
     std::vector<Workload> workloads_;
 };
 
-// Iterations of cpu_work that take `ms` milliseconds here, serially.
+// This thread's CPU time in seconds: unlike wall time, other programs on the machine do not inflate it.
+double thread_cpu_seconds() {
+    timespec now{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+}
+
+// Iterations of cpu_work that take `ms` milliseconds of CPU here (CPU time, so that a loaded
+// machine does not shrink the items).
 std::uint64_t calibrate_cpu_iterations(double ms) {
     std::uint64_t iterations = 100'000;
     double t = 0;
     for (;;) {
         t = 1e9;
-        for (int i = 0; i < 3; ++i) t = std::min(t, timed([&] { sink = cpu_work(iterations); }));
+        for (int i = 0; i < 3; ++i) {
+            const double start = thread_cpu_seconds();
+            sink = cpu_work(iterations);
+            t = std::min(t, thread_cpu_seconds() - start);
+        }
         if (t > 0.02) break;
         iterations *= 2;
     }

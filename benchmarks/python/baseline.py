@@ -134,10 +134,15 @@ def percentile(values, p):
 
 
 def calibrate_cpu_iterations(item_ms):
-    """Iterations of cpu_work that take item_ms milliseconds on this machine, serially."""
+    """Iterations of cpu_work that take item_ms milliseconds of CPU time here (CPU time, so that
+    a loaded machine does not shrink the items)."""
+    def cpu_timed():
+        t0 = time.thread_time()
+        cpu_work(iterations)
+        return time.thread_time() - t0
     iterations = 20_000
     while True:
-        t = min(timed(lambda: cpu_work(iterations)) for _ in range(3))
+        t = min(cpu_timed() for _ in range(3))
         if t > 0.02:
             break
         iterations *= 2
