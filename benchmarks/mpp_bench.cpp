@@ -4,11 +4,6 @@
 // reads (the keys and units are listed once, in compare.py's docstring).
 //
 //   mpp_bench [--quick] [--processes N] [--json FILE]
-// g++ 12 at -O3 (CMAKE_BUILD_TYPE=Release) reports a false -Wrestrict inside libstdc++'s
-// `const char* + std::string&&` (GCC bug 105651), reached from process.hpp's name building.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wrestrict"
-#endif
 #include <mpp/mpp.hpp>
 
 #include <algorithm>

@@ -395,7 +395,10 @@ private:
             identity = table.identity;
             identity.push_back(table.next_child_number++);
             name = "Process-";
-            for (std::size_t i = 0; i < identity.size(); ++i) name += (i ? ":" : "") + std::to_string(identity[i]);
+            for (std::size_t i = 0; i < identity.size(); ++i) {
+                if (i != 0) name += ':';  // two appends: g++ 12 -O3 warns falsely on "" + string (PR 105651)
+                name += std::to_string(identity[i]);
+            }
         }
         std::unique_ptr<detail::process_target> target;
         std::string name;
