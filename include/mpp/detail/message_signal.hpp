@@ -34,18 +34,21 @@ public:
     /// futex sleep. Returns false only when `deadline` passed while nothing changed.
     bool wait(std::uint32_t seen, steady_deadline deadline) noexcept {
         // The spin adapts per thread: it pays when the other side runs on another core and
-        // answers within microseconds, and only burns the time slice the other side needs
-        // when the machine is loaded (measured: a 2-core box running compilers turned a
-        // 9 us futex round trip into 100 us with a fixed 2000-pause spin).
-        int& allowance = spin_allowance();
-        for (int i = 0; i < allowance; ++i) {
+        // answers within a microsecond or two, and only burns the time slice the other side
+        // needs when both share a core (measured on a loaded 2-core box: a fixed 2000-pause
+        // spin turned a 9 us futex round trip into 100 us). Failures halve the allowance;
+        // every 16th wait probes with a longer spin, so a peer that runs again is noticed.
+        spin_state& spin = thread_spin_state();
+        int limit = spin.allowance;
+        if ((++spin.waits & 15u) == 0) limit = std::max(limit, probe_spin);
+        for (int i = 0; i < limit; ++i) {
             if (word_.load(std::memory_order_relaxed) != seen) {
-                allowance = std::min(spin_budget, allowance * 2);
+                spin.allowance = std::min(spin_budget, std::max(spin.allowance, 2 * i + 64));
                 return true;
             }
             cpu_relax();
         }
-        allowance = std::max(min_spin, allowance / 2);
+        spin.allowance /= 2;
         std::uint32_t expected = seen;
         if ((seen & 1u) == 0 &&
             !word_.compare_exchange_strong(expected, seen | 1u, std::memory_order_seq_cst, std::memory_order_relaxed)) {
@@ -60,13 +63,14 @@ public:
     }
 
 private:
-    // The floor of the adaptive spin, ~4 us of pauses here: long enough to catch a peer
-    // that is running and answers in 1-2 us (measured: a floor of 32 pauses left pipe round
-    // trips at 4-9 us, 256 brought them to 1.5 us), short enough to cost little when not.
-    static constexpr int min_spin = 256;
-    static int& spin_allowance() noexcept {
-        thread_local int allowance = spin_budget;
-        return allowance;
+    static constexpr int probe_spin = 512;
+    struct spin_state {
+        int allowance = spin_budget;
+        unsigned waits = 0;
+    };
+    static spin_state& thread_spin_state() noexcept {
+        thread_local spin_state state;
+        return state;
     }
 
     futex_word word_{0};
