@@ -162,7 +162,13 @@ void run_chunk(chunk_context& context) {
             if constexpr (std::is_void_v<result>) {
                 Call::call(*callable, argument(i));
             } else {
-                save_with<S>(out, Call::call(*callable, argument(i)));
+                auto&& value = Call::call(*callable, argument(i));
+                if constexpr (std::same_as<S, binary_serializer> && serializable<result>) {
+                    // One allocation for a large result instead of a doubling series of copies.
+                    const std::size_t size = binary_size_hint(static_cast<const result&>(value));
+                    if (size != unknown_size) out.reserve(out.size() + size);
+                }
+                save_with<S>(out, value);
             }
         });
     }
