@@ -261,6 +261,10 @@ private:
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::getppid() != server) ::_exit(1);
         ::signal(SIGINT, SIG_IGN);
+        // The parent's crash handlers (a test framework's, a logger's) would run in
+        // the worker and could hide how it died: a crash here must reach the fork
+        // server as the signal itself, for WorkerLost to report it.
+        for (int crash : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTERM}) ::signal(crash, SIG_DFL);
         entry(slot);
         ::_exit(0);
     }
