@@ -42,7 +42,10 @@ public:
           window_(window) {
         // join() reads whatever input is left (as Python's imap would have queued it all).
         drainer_ = core_->add_drainer([input = input_, job = job_, core = core_.get()] {
-            while (pull(*input, *job, SIZE_MAX)) core->input_added(job);
+            for (bool more = true; more;) {
+                more = pull(*input, *job, SIZE_MAX);
+                core->input_added(job);  // also after the last batch, or the pool never sees it
+            }
         });
     }
 
