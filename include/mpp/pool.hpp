@@ -230,7 +230,7 @@ private:
         auto state = std::make_shared<detail::result_state<std::vector<R>>>();
         auto job = std::make_shared<detail::collect_job<Serializer, R>>(
             &detail::run_chunk<Serializer, F, value, Call>, encode_callable(f),
-            detail::chunk_plan(chunksize, core_->worker_count()), stride, count, state);
+            detail::chunk_plan(chunksize, core_->size()), stride, count, state);
         job->add_items(std::move(items).take(), count, true);
         core_->submit(std::move(job), caller);
         return AsyncResult<std::vector<R>>(std::move(state));
@@ -244,9 +244,9 @@ private:
         using value = std::ranges::range_value_t<In>;
         auto job = std::make_shared<detail::stream_job<Serializer, R>>(
             &detail::run_chunk<Serializer, F, value, detail::call_one>, encode_callable(f),
-            detail::chunk_plan(chunksize, core_->worker_count()), item_stride<value>(), ordered);
+            detail::chunk_plan(chunksize, core_->size()), item_stride<value>(), ordered);
         core_->submit(job, caller);
-        const std::size_t window = std::max<std::size_t>(256, 8 * core_->worker_count() * chunksize);  // items in flight
+        const std::size_t window = std::max<std::size_t>(256, 8 * core_->size() * chunksize);  // items in flight
         return detail::imap_view<Serializer, R, In>(core_, std::move(job), std::forward<In>(xs), window);
     }
 

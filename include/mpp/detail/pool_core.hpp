@@ -202,7 +202,6 @@ public:
         drainers_.erase(id);
     }
 
-    std::size_t worker_count() const noexcept { return processes_; }
 
 private:
     struct sent_chunk {
