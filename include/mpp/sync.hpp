@@ -180,12 +180,50 @@ shared_ref<State> load_shared_ref(reader& in, const char* type) {
 
 }  // namespace detail
 
+namespace detail {
+
+/// The timed and Python-named members Lock and RLock share, written once in terms of the
+/// lock's own lock(), unlock() and lock_until(deadline).
+template <class Derived>
+class lock_names {
+public:
+    template <class Rep, class Period>
+    bool try_lock_for(std::chrono::duration<Rep, Period> timeout) const {
+        return self().lock_until(deadline_after(timeout));
+    }
+    template <class Clock, class Duration>
+    bool try_lock_until(std::chrono::time_point<Clock, Duration> when) const {
+        return self().lock_until(to_steady_deadline(when));
+    }
+
+    void acquire() const { self().lock(); }
+    template <class Rep, class Period>
+    bool acquire(std::chrono::duration<Rep, Period> timeout) const {
+        return try_lock_for(timeout);
+    }
+    void release() const { self().unlock(); }
+
+    /// True when the calling thread holds the lock.
+    bool held_by_this_thread() const noexcept {
+        return self().state_->owner.load(std::memory_order_relaxed) == this_thread_id();
+    }
+
+    /// Handles are equal when they name the same shared lock.
+    friend bool operator==(const Derived& a, const Derived& b) noexcept { return same_lock(a, b); }
+
+private:
+    const Derived& self() const noexcept { return static_cast<const Derived&>(*this); }
+    static bool same_lock(const Derived& a, const Derived& b) noexcept { return a.state_ == b.state_; }
+};
+
+}  // namespace detail
+
 /// A lock shared by every process of the tree (Lockable and TimedLockable, so std::scoped_lock
 /// and std::unique_lock work). Not recursive: lock() by its holder throws std::logic_error.
 /// Only the holder may release it (unlike Python's multiprocessing.Lock).
 /// Every acquiring call that throws BrokenLock has taken the lock: the previous holder died
 /// holding it, so the state it protects may be half-updated; repair it, then unlock().
-class Lock {
+class Lock : public detail::lock_names<Lock> {
 public:
     Lock() : state_(detail::shared_ref<detail::lock_state>::make()) {}
     Lock(const Lock&) = default;  // a copy is the same lock; no move, so no handle is ever empty
@@ -208,14 +246,6 @@ public:
         take(status, detail::this_thread_id());
         return true;
     }
-    template <class Rep, class Period>
-    bool try_lock_for(std::chrono::duration<Rep, Period> timeout) const {
-        return lock_until(detail::deadline_after(timeout));
-    }
-    template <class Clock, class Duration>
-    bool try_lock_until(std::chrono::time_point<Clock, Duration> when) const {
-        return lock_until(detail::to_steady_deadline(when));
-    }
     /// std::logic_error unless the calling thread holds the lock.
     void unlock() const {
         if (state_->owner.load(std::memory_order_relaxed) != detail::this_thread_id())
@@ -224,22 +254,9 @@ public:
         state_->mutex.unlock();
     }
 
-    void acquire() const { lock(); }
-    template <class Rep, class Period>
-    bool acquire(std::chrono::duration<Rep, Period> timeout) const {
-        return try_lock_for(timeout);
-    }
-    void release() const { unlock(); }
-
-    /// True when the calling thread holds the lock.
-    bool held_by_this_thread() const noexcept {
-        return state_->owner.load(std::memory_order_relaxed) == detail::this_thread_id();
-    }
-
-    friend bool operator==(const Lock& a, const Lock& b) noexcept { return a.state_ == b.state_; }
-
 private:
     friend struct codec<Lock>;
+    friend class detail::lock_names<Lock>;
     explicit Lock(detail::shared_ref<detail::lock_state> state) : state_(std::move(state)) {}
 
     bool lock_until(detail::steady_deadline deadline) const {
@@ -260,7 +277,7 @@ private:
 
 /// A recursive lock shared by every process of the tree: its holder (one thread of one process)
 /// may acquire it again, and must release it as many times. Otherwise as Lock.
-class RLock {
+class RLock : public detail::lock_names<RLock> {
 public:
     RLock() : state_(detail::shared_ref<detail::rlock_state>::make()) {}
     RLock(const RLock&) = default;
@@ -285,14 +302,6 @@ public:
         take(status, me);
         return true;
     }
-    template <class Rep, class Period>
-    bool try_lock_for(std::chrono::duration<Rep, Period> timeout) const {
-        return lock_until(detail::deadline_after(timeout));
-    }
-    template <class Clock, class Duration>
-    bool try_lock_until(std::chrono::time_point<Clock, Duration> when) const {
-        return lock_until(detail::to_steady_deadline(when));
-    }
     /// Releases one level; the last one frees the lock. std::logic_error unless this thread holds it.
     void unlock() const {
         if (state_->owner.load(std::memory_order_relaxed) != detail::this_thread_id())
@@ -302,21 +311,9 @@ public:
         state_->mutex.unlock();
     }
 
-    void acquire() const { lock(); }
-    template <class Rep, class Period>
-    bool acquire(std::chrono::duration<Rep, Period> timeout) const {
-        return try_lock_for(timeout);
-    }
-    void release() const { unlock(); }
-
-    bool held_by_this_thread() const noexcept {
-        return state_->owner.load(std::memory_order_relaxed) == detail::this_thread_id();
-    }
-
-    friend bool operator==(const RLock& a, const RLock& b) noexcept { return a.state_ == b.state_; }
-
 private:
     friend struct codec<RLock>;
+    friend class detail::lock_names<RLock>;
     explicit RLock(detail::shared_ref<detail::rlock_state> state) : state_(std::move(state)) {}
 
     bool lock_until(detail::steady_deadline deadline) const {
