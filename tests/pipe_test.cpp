@@ -19,26 +19,9 @@
 #include <tuple>
 #include <vector>
 
+#include "torn_message.hpp"
+
 using namespace std::chrono_literals;
-
-namespace {
-
-/// A large message whose every element depends on its seed, so a torn copy is detected.
-std::vector<std::uint64_t> big_message(std::uint64_t seed, std::size_t elements) {
-    std::vector<std::uint64_t> values(elements);
-    for (std::size_t i = 0; i < elements; ++i) values[i] = seed * 1'000'003u + i;
-    return values;
-}
-
-bool is_intact(const std::vector<std::uint64_t>& values, std::size_t elements) {
-    if (values.size() != elements || values.empty()) return false;
-    const std::uint64_t seed = values[0] / 1'000'003u;
-    for (std::size_t i = 0; i < elements; ++i)
-        if (values[i] != seed * 1'000'003u + i) return false;
-    return true;
-}
-
-}  // namespace
 
 TEST_CASE("a child sends a list through a Pipe and the parent receives it, as in Python's example", "[pipe]") {
     // def f(conn): conn.send([42, None, 'hello']); conn.close()

@@ -22,27 +22,14 @@
 #include <tuple>
 #include <vector>
 
+#include "torn_message.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
 
 // Hang guard for every blocking wait in these tests: generous, never a timing assertion.
 constexpr auto patience = 60s;
-
-/// A large message whose every element depends on its seed, so a torn copy is detected.
-std::vector<std::uint64_t> big_message(std::uint64_t seed, std::size_t elements) {
-    std::vector<std::uint64_t> values(elements);
-    for (std::size_t i = 0; i < elements; ++i) values[i] = seed * 1'000'003u + i;
-    return values;
-}
-
-bool is_intact(const std::vector<std::uint64_t>& values, std::size_t elements) {
-    if (values.size() != elements || values.empty()) return false;
-    const std::uint64_t seed = values[0] / 1'000'003u;
-    for (std::size_t i = 0; i < elements; ++i)
-        if (values[i] != seed * 1'000'003u + i) return false;
-    return true;
-}
 
 }  // namespace
 
