@@ -76,9 +76,6 @@ public:
         if (pid_ > 0) shutdown(/*kill_workers=*/true);
     }
 
-    pid_t pid() const noexcept { return pid_; }
-    int socket() const noexcept { return socket_; }
-
     /// Forks a worker for `slot` and returns its pid. Death notices that arrive
     /// meanwhile are kept for next_exit().
     pid_t spawn(std::size_t slot) {

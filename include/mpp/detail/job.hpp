@@ -155,11 +155,6 @@ public:
         return piece;
     }
 
-    bool has_waiting() {
-        std::lock_guard guard(mutex_);
-        return !retries_.empty() || !fresh_.empty();
-    }
-
     /// A sent piece came back unrun (its worker died): send it again, before fresh items.
     void requeue(chunk_piece piece) {
         std::lock_guard guard(mutex_);

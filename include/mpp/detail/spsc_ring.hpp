@@ -123,9 +123,6 @@ public:
     /// Producer: ask to be woken by the next publish_read.
     void want_space() noexcept { wants_space_.store(1, std::memory_order_seq_cst); }
 
-    eventcount& readable_event() const noexcept { return *readable_event_; }
-    eventcount& writable_event() const noexcept { return *writable_event_; }
-
 private:
     std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
 
