@@ -58,10 +58,7 @@ private:
 template <class Ready, class Announce>
 bool await(eventcount& event, Ready&& ready, Announce&& announce, steady_deadline deadline = steady_deadline::max(),
            int spins = spin_budget) {
-    for (int i = 0; i < spins; ++i) {
-        if (ready()) return true;
-        cpu_relax();
-    }
+    if (spin_then_check(ready, spins)) return true;
     for (;;) {
         announce();
         const std::uint32_t ticket = event.prepare_wait();

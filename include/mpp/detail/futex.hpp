@@ -73,12 +73,11 @@ steady_deadline deadline_after(std::chrono::duration<Rep, Period> timeout) noexc
 /// 5x slower, as spinners starve the very process they wait for.)
 inline constexpr int spin_budget = 256;
 
-/// Waits until `ready()` holds: spins briefly, then sleeps on `word` while it
-/// still reads `sleep_value`. The caller must have announced its sleep (so the
-/// other side knows to wake it) before `sleep_value` can be observed.
+/// Spins up to `spins` pause instructions watching for `ready()`; true as soon as
+/// it holds. The first phase of every mpp wait, before it sleeps on a futex.
 template <class Ready>
-bool spin_then_check(Ready&& ready) noexcept {
-    for (int i = 0; i < spin_budget; ++i) {
+bool spin_then_check(Ready&& ready, int spins = spin_budget) noexcept {
+    for (int i = 0; i < spins; ++i) {
         if (ready()) return true;
         cpu_relax();
     }
