@@ -102,6 +102,13 @@ std::string repeat(std::string text, int times) {
 }
 int my_pid(int) { return static_cast<int>(::getpid()); }
 
+/// Takes and returns pairs whose object layout has padding (12 bytes encoded, 16 in memory).
+std::pair<int, double> scale_pair(int factor, double x) {
+    if (factor == 13) throw std::range_error("factor 13");
+    return {factor * 2, x * factor};
+}
+std::pair<int, double> swap_halves(std::pair<double, int> p) { return {p.second, p.first}; }
+
 int fails_at_seven(int x) {
     if (x == 7) throw std::runtime_error("task 7 failed");
     return x * 10;
@@ -395,6 +402,53 @@ TEST_CASE("starmap spreads tuples, pairs and arrays over the function's paramete
     REQUIRE(sums.size() == 1000);
     for (int i = 0; i < 1000; ++i) CHECK(sums[static_cast<std::size_t>(i)] == 3 * i);
     CHECK(pool.starmap_async(add3, triples, 2).get() == std::vector<int>{6, 60, -3});
+}
+
+TEST_CASE("pairs, tuples and arrays of plain values travel unframed and still encode as the Serializer does",
+          "[pool][starmap][values]") {
+    // Types of a fixed encoded size skip the per-item length framing and the
+    // per-result status byte; their bytes must still be the Serializer's bytes.
+    using padded = std::tuple<int, double, char>;
+    STATIC_REQUIRE(mpp::detail::fixed_encoded_size<mpp::binary_serializer, padded>() == 13);
+    STATIC_REQUIRE(mpp::detail::fixed_encoded_size<mpp::binary_serializer, std::array<std::pair<int, char>, 3>>() == 15);
+    STATIC_REQUIRE(mpp::detail::fixed_encoded_size<mpp::binary_serializer, std::pair<std::string, int>>() == 0);
+    STATIC_REQUIRE(mpp::detail::fixed_encoded_size<mpp::binary_serializer, std::pair<bool, int>>() == 0);
+    const padded value{-7, 2.5, 'q'};
+    mpp::writer encoded;
+    mpp::binary_serializer::save(encoded, value);
+    std::array<std::byte, 13> stored{};
+    mpp::detail::store_fixed<mpp::binary_serializer>(stored.data(), value);
+    CHECK(std::equal(stored.begin(), stored.end(), encoded.bytes().begin(), encoded.bytes().end()));
+    CHECK(mpp::detail::load_fixed<mpp::binary_serializer, padded>(stored.data()) == value);
+
+    mpp::Pool pool(2);
+    std::vector<std::pair<int, double>> items;
+    for (int i = 0; i < 5000; ++i) items.emplace_back(i % 100, 0.5 * i);
+    for (std::size_t chunksize : {std::size_t{0}, std::size_t{1}, std::size_t{64}}) {
+        INFO("chunksize " << chunksize);
+        // Factor 13 throws in the middle of chunks: the dense results before it survive.
+        auto outcome = pool.starmap_async(scale_pair, items, chunksize);
+        CHECK_THROWS_MATCHES(outcome.get(), std::range_error, Catch::Matchers::Message("factor 13"));
+        std::vector<std::pair<int, double>> fine;
+        for (const auto& item : items)
+            if (item.first != 13) fine.push_back(item);
+        const auto scaled = pool.starmap(scale_pair, fine, chunksize);
+        REQUIRE(scaled.size() == fine.size());
+        for (std::size_t i = 0; i < fine.size(); ++i)
+            CHECK(scaled[i] == std::pair<int, double>{fine[i].first * 2, fine[i].second * fine[i].first});
+    }
+
+    std::vector<std::pair<double, int>> swapped;
+    for (int i = 0; i < 3000; ++i) swapped.emplace_back(1.5 * i, -i);
+    std::size_t seen = 0;
+    for (auto [first, second] : pool.imap(swap_halves, swapped)) {  // the lazy, batched encoding path
+        CHECK(first == -static_cast<int>(seen));
+        CHECK(second == 1.5 * static_cast<double>(seen));
+        ++seen;
+    }
+    CHECK(seen == swapped.size());
+    CHECK(pool.apply(scale_pair, 3, 1.5) == std::pair<int, double>{6, 4.5});
+    CHECK(pool.apply(add3, 1, 2, 3) == 6);
 }
 
 // ---- imap and imap_unordered -------------------------------------------------------

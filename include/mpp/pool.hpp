@@ -97,9 +97,9 @@ public:
         using packed = std::tuple<std::decay_t<Args>...>;
         auto state = std::make_shared<detail::result_state<R>>();
         auto job = std::make_shared<detail::single_job<Serializer, R>>(
-            &detail::run_chunk<Serializer, F, packed, detail::call_spread>, encode_callable(f), detail::chunk_plan(1, 1),
-            state);
-        detail::item_block_writer items;
+            &detail::run_chunk<Serializer, F, packed, detail::call_spread>, detail::encode_callable<Serializer>(f), detail::chunk_plan(1, 1),
+            item_stride<packed>(), state);
+        detail::item_block_writer items(item_stride<packed>());
         items.begin_item();
         if constexpr (std::same_as<Serializer, binary_serializer> && (serializable<std::decay_t<Args>> && ...)) {
             // A tuple's binary encoding is its elements back to back: encode the
@@ -187,35 +187,35 @@ private:
         return options;
     }
 
-    /// Bytes per item when items of type T travel flat (raw, unframed), else 0.
+    /// Bytes per item when items of type T have a fixed size (they travel unframed), else 0.
     template <class T>
     static constexpr std::size_t item_stride() {
-        return detail::flat_encoded<Serializer, T>() ? sizeof(T) : 0;
+        return detail::fixed_encoded_size<Serializer, T>();
     }
 
     /// Encodes every element of xs into `items` (one memcpy for a contiguous range of flat items).
     template <class In>
     static void encode_items(detail::item_block_writer& items, In& xs) {
         using value = std::ranges::range_value_t<In>;
-        if constexpr (item_stride<value>() != 0 && std::ranges::contiguous_range<In> &&
+        if constexpr (detail::flat_encoded<Serializer, value>() && std::ranges::contiguous_range<In> &&
                       std::same_as<std::remove_cv_t<std::ranges::range_value_t<In>>, value>) {
             items.append_flat(std::ranges::data(xs), static_cast<std::size_t>(std::ranges::size(xs)));
+        } else if constexpr (item_stride<value>() != 0 && std::ranges::sized_range<In>) {
+            std::byte* out = items.append_fixed(static_cast<std::size_t>(std::ranges::size(xs)));
+            for (auto&& x : xs) {
+                detail::store_fixed<Serializer>(out, static_cast<const value&>(x));
+                out += item_stride<value>();
+            }
         } else {
             if constexpr (std::ranges::sized_range<In>)
-                items.out().reserve(static_cast<std::size_t>(std::ranges::size(xs)) * (sizeof(value) + 8));
+                items.out().reserve(static_cast<std::size_t>(std::ranges::size(xs)) *
+                                    (item_stride<value>() != 0 ? item_stride<value>() : sizeof(value) + 8));
             for (auto&& x : xs) {
                 items.begin_item();
                 save_with<Serializer>(items.out(), static_cast<const value&>(x));
                 items.end_item();
             }
         }
-    }
-
-    template <class F>
-    static std::vector<std::byte> encode_callable(const F& f) {
-        writer out;
-        detail::save_callable<Serializer>(out, f);
-        return std::move(out).take();
     }
 
     /// map / starmap: every item is encoded now (the input may go away after the call).
@@ -229,7 +229,7 @@ private:
         const std::size_t count = items.count();
         auto state = std::make_shared<detail::result_state<std::vector<R>>>();
         auto job = std::make_shared<detail::collect_job<Serializer, R>>(
-            &detail::run_chunk<Serializer, F, value, Call>, encode_callable(f),
+            &detail::run_chunk<Serializer, F, value, Call>, detail::encode_callable<Serializer>(f),
             detail::chunk_plan(chunksize, core_->size()), stride, count, state);
         job->add_items(std::move(items).take(), count, true);
         core_->submit(std::move(job), caller);
@@ -243,7 +243,7 @@ private:
         static_assert(!std::is_void_v<R>, "mpp::Pool::imap: the function returns void, so there is nothing to yield");
         using value = std::ranges::range_value_t<In>;
         auto job = std::make_shared<detail::stream_job<Serializer, R>>(
-            &detail::run_chunk<Serializer, F, value, detail::call_one>, encode_callable(f),
+            &detail::run_chunk<Serializer, F, value, detail::call_one>, detail::encode_callable<Serializer>(f),
             detail::chunk_plan(chunksize, core_->size()), item_stride<value>(), ordered);
         core_->submit(job, caller);
         const std::size_t window = std::max<std::size_t>(256, 8 * core_->size() * chunksize);  // items in flight

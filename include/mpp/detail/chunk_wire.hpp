@@ -4,14 +4,19 @@
 // worker because the worker runs the very same program image.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <exception>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <typeinfo>
+#include <utility>
+
+#include <boost/container/small_vector.hpp>
 
 #include "mpp/errors.hpp"
 #include "mpp/serializer.hpp"
@@ -20,6 +25,9 @@ namespace mpp::detail {
 
 struct chunk_context;
 using chunk_runner = void (*)(chunk_context&);
+
+/// A callable's encoding, sent with every chunk; a function pointer's fits inline.
+using callable_bytes = boost::container::small_vector<std::byte, 16>;
 
 /// Written by a worker, read by the pool thread: which task of which chunk runs
 /// now, so a death or a timeout is pinned on exactly one task.
@@ -59,7 +67,87 @@ constexpr bool flat_encoded() {
         return std::same_as<S, binary_serializer> && !has_codec<T> && bitwise<T>();
 }
 
-/// How a chunk's results are laid out when the result type is flat_encoded:
+/// Bytes every encoding of T takes under Serializer S when that never varies
+/// (flat types, and pairs, tuples and arrays of fixed-size types); 0 otherwise.
+/// Items of a fixed size need no length framing and results of a fixed size
+/// travel densely, so starmap's pairs cost little more than map's ints.
+template <class S, class T>
+constexpr std::size_t fixed_encoded_size();
+
+template <class S, class T>
+struct fixed_size_of {
+    static constexpr std::size_t value = 0;
+};
+template <class S, class A, class B>
+struct fixed_size_of<S, std::pair<A, B>> {
+    static constexpr std::size_t value = fixed_encoded_size<S, A>() != 0 && fixed_encoded_size<S, B>() != 0
+                                             ? fixed_encoded_size<S, A>() + fixed_encoded_size<S, B>()
+                                             : 0;
+};
+template <class S, class... Ts>
+struct fixed_size_of<S, std::tuple<Ts...>> {
+    static constexpr std::size_t value =
+        sizeof...(Ts) != 0 && ((fixed_encoded_size<S, Ts>() != 0) && ...) ? (fixed_encoded_size<S, Ts>() + ... + 0) : 0;
+};
+template <class S, class U, std::size_t N>
+struct fixed_size_of<S, std::array<U, N>> {
+    static constexpr std::size_t value = N * fixed_encoded_size<S, U>();
+};
+
+template <class S, class T>
+constexpr std::size_t fixed_encoded_size() {
+    if constexpr (flat_encoded<S, T>())
+        return sizeof(T);
+    else if constexpr (!std::same_as<S, binary_serializer> || std::is_void_v<T> || has_codec<T> || has_serialize<T>)
+        return 0;
+    else
+        return fixed_size_of<S, T>::value;
+}
+
+/// Writes the fixed_encoded_size<S, T>() bytes of value's encoding at `out`,
+/// byte for byte what the Serializer would write, without a writer's bookkeeping.
+template <class S, class T>
+void store_fixed(std::byte* out, const T& value) noexcept {
+    if constexpr (flat_encoded<S, T>()) {
+        std::memcpy(out, static_cast<const void*>(&value), sizeof(T));
+    } else if constexpr (fixed_size_of<S, T>::value == 0) {
+        static_assert(fixed_size_of<S, T>::value != 0, "store_fixed needs a fixed-size type");
+    } else {
+        std::apply(
+            [&](const auto&... parts) {
+                ((store_fixed<S>(out, parts), out += fixed_encoded_size<S, std::remove_cvref_t<decltype(parts)>>()), ...);
+            },
+            value);
+    }
+}
+
+template <class S, class T, std::size_t... I>
+T load_parts(const std::byte* in, std::index_sequence<I...>);
+
+/// Reads back what store_fixed wrote.
+template <class S, class T>
+T load_fixed(const std::byte* in) {
+    if constexpr (flat_encoded<S, T>()) {
+        T value;
+        std::memcpy(static_cast<void*>(&value), in, sizeof(T));
+        return value;
+    } else {
+        return load_parts<S, T>(in, std::make_index_sequence<std::tuple_size_v<T>>{});
+    }
+}
+
+template <class S, class T, std::size_t... I>
+T load_parts(const std::byte* in, std::index_sequence<I...>) {
+    static constexpr std::array<std::size_t, sizeof...(I)> sizes{fixed_encoded_size<S, std::tuple_element_t<I, T>>()...};
+    constexpr auto offset = [](std::size_t index) {
+        std::size_t at = 0;
+        for (std::size_t k = 0; k < index; ++k) at += sizes[k];
+        return at;
+    };
+    return T{load_fixed<S, std::tuple_element_t<I, T>>(in + offset(I))...};
+}
+
+/// How a chunk's results are laid out when the result type has a fixed size:
 /// `dense` = every task succeeded and the values follow back to back;
 /// `per_task` = each task's status, then its value or its exception.
 enum class result_layout : std::uint8_t { dense = 0, per_task = 1 };

@@ -104,7 +104,7 @@ private:
         if (input.exhausted || limit == 0) return !input.exhausted;
         if (!input.next) input.next.emplace(std::ranges::begin(input.range));
         using value = std::ranges::range_value_t<std::remove_reference_t<Input>>;
-        item_block_writer block(flat_encoded<S, value>() ? sizeof(value) : 0);
+        item_block_writer block(fixed_encoded_size<S, value>());
         constexpr std::size_t batch_bytes = std::size_t{8} << 20;
         while (block.count() < limit && block.out().size() < batch_bytes) {
             if (*input.next == std::ranges::end(input.range)) {

@@ -7,13 +7,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
+
+#include <boost/container/small_vector.hpp>
 
 #include "mpp/detail/chunk_plan.hpp"
 #include "mpp/detail/chunk_wire.hpp"
@@ -73,6 +74,11 @@ public:
         out_.write(data, n * stride_);
         count_ += n;
     }
+    /// For fixed-size items: room for `n` of them, to be filled with store_fixed.
+    std::byte* append_fixed(std::size_t n) {
+        count_ += n;
+        return out_.extend(n * stride_);
+    }
     void abandon_item() noexcept { out_.truncate(start_); }
     writer& out() noexcept { return out_; }
     std::size_t count() const noexcept { return count_; }
@@ -88,7 +94,7 @@ private:
 class job_base {
 public:
     /// `item_stride`: bytes per item for flat items, 0 for length-framed ones.
-    job_base(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, std::size_t item_stride)
+    job_base(chunk_runner runner, callable_bytes callable, chunk_plan plan, std::size_t item_stride)
         : runner_(runner), callable_(std::move(callable)), plan_(plan), item_stride_(item_stride) {}
     virtual ~job_base() = default;
     job_base(const job_base&) = delete;
@@ -101,8 +107,7 @@ public:
         std::lock_guard guard(mutex_);
         if (count > 0) {
             auto block = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
-            fresh_.push_back(chunk_piece{block, std::span<const std::byte>(*block), total_});
-            fresh_counts_.push_back(count);
+            fresh_.push_back(fresh_block{chunk_piece{block, std::span<const std::byte>(*block), total_}, count});
             total_ += count;
             fresh_waiting_ += count;
         }
@@ -115,7 +120,6 @@ public:
         std::lock_guard guard(mutex_);
         cancelled_ = true;
         fresh_.clear();
-        fresh_counts_.clear();
         retries_.clear();
         fresh_waiting_ = 0;
     }
@@ -127,18 +131,19 @@ public:
         std::lock_guard guard(mutex_);
         if (!retries_.empty()) {
             chunk_piece piece = std::move(retries_.front());
-            retries_.pop_front();
             if (piece.count > limit) {
                 auto [head, tail] = split_piece(piece, static_cast<std::uint32_t>(limit), item_stride_);
-                retries_.push_front(std::move(tail));
+                retries_.front() = std::move(tail);
                 piece = std::move(head);
+            } else {
+                retries_.erase(retries_.begin());
             }
             in_flight_ += piece.count;
             return piece;
         }
         if (fresh_.empty()) return std::nullopt;
-        chunk_piece& front = fresh_.front();
-        std::size_t& left = fresh_counts_.front();
+        chunk_piece& front = fresh_.front().piece;
+        std::size_t& left = fresh_.front().left;
         const std::size_t wanted = std::min(plan_.next_size(fresh_waiting_, !input_done_), limit);
         const auto n = static_cast<std::uint32_t>(std::min<std::size_t>({wanted, left, UINT32_MAX}));
         const std::size_t bytes = items_prefix_bytes(front.items, n, item_stride_);
@@ -147,10 +152,7 @@ public:
         front.first_index += n;
         left -= n;
         fresh_waiting_ -= n;
-        if (left == 0) {
-            fresh_.pop_front();
-            fresh_counts_.pop_front();
-        }
+        if (left == 0) fresh_.erase(fresh_.begin());
         in_flight_ += piece.count;
         return piece;
     }
@@ -183,11 +185,10 @@ public:
             std::lock_guard guard(mutex_);
             for (const chunk_piece& piece : retries_)
                 for (std::uint32_t i = 0; i < piece.count; ++i) indexes.push_back(piece.first_index + i);
-            for (std::size_t b = 0; b < fresh_.size(); ++b)
-                for (std::size_t i = 0; i < fresh_counts_[b]; ++i) indexes.push_back(fresh_[b].first_index + i);
+            for (const fresh_block& block : fresh_)
+                for (std::size_t i = 0; i < block.left; ++i) indexes.push_back(block.piece.first_index + i);
             retries_.clear();
             fresh_.clear();
-            fresh_counts_.clear();
             fresh_waiting_ = 0;
             completed_ += indexes.size();
             input_done_ = true;
@@ -195,9 +196,13 @@ public:
         for (std::size_t index : indexes) fail(index, error);
     }
 
+    /// Where the pool thread keeps this job among its unfinished ones (pool thread only).
+    static constexpr std::size_t no_slot = SIZE_MAX;
+    std::size_t unfinished_slot = no_slot;
+
     chunk_runner runner() const noexcept { return runner_; }
     std::size_t item_stride() const noexcept { return item_stride_; }
-    std::span<const std::byte> callable() const noexcept { return callable_; }
+    std::span<const std::byte> callable() const noexcept { return {callable_.data(), callable_.size()}; }
     chunk_plan& plan() noexcept { return plan_; }
     bool cancelled() {
         std::lock_guard guard(mutex_);
@@ -219,16 +224,13 @@ protected:
     void decode_results(std::size_t first, std::uint32_t count, reader& results, OnValue&& on_value) {
         std::uint32_t i = 0;
         try {
-            if constexpr (flat_encoded<S, R>()) {
+            if constexpr (fixed_encoded_size<S, R>() != 0) {
                 result_layout layout{};
                 std::memcpy(&layout, results.read(1).data(), 1);
                 if (layout == result_layout::dense) {
-                    const std::byte* values = results.read(std::size_t{count} * sizeof(R)).data();
-                    for (; i < count; ++i) {
-                        R value;
-                        std::memcpy(static_cast<void*>(&value), values + std::size_t{i} * sizeof(R), sizeof(R));
-                        on_value(first + i, std::move(value));
-                    }
+                    constexpr std::size_t size = fixed_encoded_size<S, R>();
+                    const std::byte* values = results.read(std::size_t{count} * size).data();
+                    for (; i < count; ++i) on_value(first + i, load_fixed<S, R>(values + std::size_t{i} * size));
                     return;
                 }
             }
@@ -250,14 +252,21 @@ protected:
 
 private:
     chunk_runner runner_;
-    std::vector<std::byte> callable_;
+    callable_bytes callable_;
     chunk_plan plan_;
     std::size_t item_stride_;
 
     std::mutex mutex_;                    // guards everything below
-    std::deque<chunk_piece> fresh_;       // unsent items, block by block
-    std::deque<std::size_t> fresh_counts_;  // items left in each fresh_ block
-    std::deque<chunk_piece> retries_;     // pieces to send again
+    struct fresh_block {
+        chunk_piece piece;  // what is left of the block to send
+        std::size_t left;   // items in it
+    };
+    // Few entries at a time (an apply has one block, an imap a window's worth), so
+    // vectors that allocate nothing while they hold one block or none beat deques,
+    // which allocate two blocks as soon as they are made: that was most of the
+    // allocations behind each apply_async.
+    boost::container::small_vector<fresh_block, 1> fresh_;  // unsent items, block by block
+    std::vector<chunk_piece> retries_;                      // pieces to send again, oldest first
     std::size_t fresh_waiting_ = 0;
     std::size_t total_ = 0;
     std::size_t completed_ = 0;

@@ -27,7 +27,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "mpp/detail/fork_server.hpp"
@@ -308,7 +308,8 @@ private:
         }
         for (auto& job : jobs) {
             ready_.push_back(job);
-            jobs_.emplace(job.get(), job);
+            job->unfinished_slot = jobs_.size();
+            jobs_.push_back(job);
             complete_if_finished(job);  // an empty map is finished at once
         }
         for (auto& job : ready) {
@@ -443,9 +444,16 @@ private:
     }
 
     void complete_if_finished(const std::shared_ptr<job_base>& job) {
-        if (!job->finished()) return;
-        if (jobs_.erase(job.get()) == 0) return;  // completed before
-        job->complete();
+        if (!job->finished() || job->unfinished_slot == job_base::no_slot) return;  // or completed before
+        // Swap-remove from jobs_: no node to allocate or free per job.
+        const std::size_t slot = std::exchange(job->unfinished_slot, job_base::no_slot);
+        std::shared_ptr<job_base> done = std::move(jobs_[slot]);
+        if (slot + 1 != jobs_.size()) {
+            jobs_[slot] = std::move(jobs_.back());
+            jobs_[slot]->unfinished_slot = slot;
+        }
+        jobs_.pop_back();
+        done->complete();
     }
 
     bool handle_deaths() {
@@ -573,13 +581,15 @@ private:
             worker.alive = false;
         }
         auto jobs = std::move(jobs_);
+        jobs_.clear();
         {
             std::lock_guard guard(control_mutex_);
-            for (auto& job : incoming_jobs_) jobs.emplace(job.get(), std::move(job));
+            for (auto& job : incoming_jobs_) jobs.push_back(std::move(job));
             incoming_jobs_.clear();
         }
         // Outside the lock: completing runs callbacks, which may call back into the pool.
-        for (auto& [raw, job] : jobs) {
+        for (auto& job : jobs) {
+            job->unfinished_slot = job_base::no_slot;
             job->fail_waiting(error);
             job->complete();
         }
@@ -606,8 +616,13 @@ private:
                 !worker.chunks.front().job->plan().measured()) {
                 wants_results[i] = 1;
             } else {
-                const double per_chunk = worker.chunks.front().job->plan().estimated_chunk_ns();
-                nap_ns = std::min(nap_ns, per_chunk * static_cast<double>(worker.chunks.size() - shallow));
+                // Until only `shallow` chunks are left: what the chunks ahead of them should take.
+                double ahead_ns = 0;
+                for (std::size_t c = 0; c < worker.chunks.size() - shallow; ++c) {
+                    const sent_chunk& chunk = worker.chunks[c];
+                    ahead_ns += chunk.job->plan().estimated_ns(chunk.piece.count);
+                }
+                nap_ns = std::min(nap_ns, ahead_ns);
             }
         }
         auto unwritten = [&](std::size_t i) {
@@ -655,7 +670,7 @@ private:
     // Pool thread only.
     std::vector<worker_state> workers_;
     std::deque<std::shared_ptr<job_base>> ready_;  // jobs that may have chunks to send, in submission order
-    std::unordered_map<job_base*, std::shared_ptr<job_base>> jobs_;  // every unfinished job
+    std::vector<std::shared_ptr<job_base>> jobs_;  // every unfinished job, at its unfinished_slot
     std::vector<char> wants_results_;  // sleep()'s scratch: workers whose next result should wake us
     double recent_chunk_ns_ = 0;  // moving average of chunk run times, all jobs
     std::uint64_t control_seen_ = 0;

@@ -29,7 +29,7 @@ class collect_job final : public job_base {
     using slot = std::conditional_t<in_place, R, std::optional<R>>;
 
 public:
-    collect_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, std::size_t item_stride,
+    collect_job(chunk_runner runner, callable_bytes callable, chunk_plan plan, std::size_t item_stride,
                 std::size_t total, std::shared_ptr<result_state<std::vector<R>>> state)
         : job_base(runner, std::move(callable), plan, item_stride), values_(total), state_(std::move(state)) {}
 
@@ -72,9 +72,9 @@ private:
 template <class S, class R>
 class single_job final : public job_base {
 public:
-    single_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan,
+    single_job(chunk_runner runner, callable_bytes callable, chunk_plan plan, std::size_t item_stride,
                std::shared_ptr<result_state<R>> state)
-        : job_base(runner, std::move(callable), plan, 0), state_(std::move(state)) {}
+        : job_base(runner, std::move(callable), plan, item_stride), state_(std::move(state)) {}
 
     void deliver(std::size_t first, std::uint32_t count, reader& results) override {
         if constexpr (std::is_void_v<R>)
@@ -100,7 +100,7 @@ class stream_job final : public job_base {
 public:
     using outcome = std::variant<std::exception_ptr, R>;
 
-    stream_job(chunk_runner runner, std::vector<std::byte> callable, chunk_plan plan, std::size_t item_stride,
+    stream_job(chunk_runner runner, callable_bytes callable, chunk_plan plan, std::size_t item_stride,
                bool ordered)
         : job_base(runner, std::move(callable), plan, item_stride), ordered_(ordered) {}
 

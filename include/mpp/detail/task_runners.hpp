@@ -45,14 +45,19 @@ concept shippable = detail::function_pointer<F> || detail::stateless_callable<F>
 
 namespace detail {
 
+/// The bytes that rebuild f in a worker (no allocation for a function pointer).
 template <class S, class F>
-void save_callable(writer& out, const F& f) {
+callable_bytes encode_callable(const F& f) {
     if constexpr (function_pointer<F>) {
-        out.write(&f, sizeof f);
+        callable_bytes out(sizeof f);
+        std::memcpy(out.data(), &f, sizeof f);
+        return out;
     } else if constexpr (stateless_callable<F>) {
-        // Nothing to send: the worker default-constructs it.
+        return {};  // Nothing to send: the worker default-constructs it.
     } else {
+        writer out;
         save_with<S>(out, f);
+        return callable_bytes(out.bytes().begin(), out.bytes().end());
     }
 }
 
@@ -89,22 +94,23 @@ template <class F, class Arg, class Call>
 using call_result_t = decltype(Call::call(std::declval<F&>(), std::declval<Arg&&>()));
 
 /// Runs a chunk in the worker: decode the callable once, then each item, call,
-/// encode each result (or the exception it threw). Flat items are read straight
-/// from the message; flat results are written densely until a task fails.
+/// encode each result (or the exception it threw). Items of a fixed size are
+/// read straight from the message (one memcpy each when flat); results of a
+/// fixed size are written densely until a task fails.
 template <class S, class F, class Arg, class Call>
 void run_chunk(chunk_context& context) {
     using result = std::remove_cvref_t<call_result_t<F, Arg, Call>>;
-    constexpr bool flat_items = flat_encoded<S, Arg>();
-    constexpr bool flat_results = flat_encoded<S, result>();
+    constexpr std::size_t item_bytes = fixed_encoded_size<S, Arg>();
+    constexpr std::size_t result_bytes = fixed_encoded_size<S, result>();
 
     std::optional<F> callable;
-    const std::byte* flat_item_bytes = nullptr;
+    const std::byte* fixed_item_bytes = nullptr;
     try {
         if (context.setup_error) std::rethrow_exception(context.setup_error);
         callable.emplace(load_callable<S, F>(context.callable));
-        if constexpr (flat_items) flat_item_bytes = context.items.read(context.count * sizeof(Arg)).data();
+        if constexpr (item_bytes != 0) fixed_item_bytes = context.items.read(context.count * item_bytes).data();
     } catch (...) {
-        if constexpr (flat_results) {
+        if constexpr (result_bytes != 0) {
             const auto layout = result_layout::per_task;
             context.results.write(&layout, 1);
         }
@@ -116,10 +122,12 @@ void run_chunk(chunk_context& context) {
     }
 
     auto argument = [&](std::uint32_t i) -> Arg {
-        if constexpr (flat_items) {
+        if constexpr (flat_encoded<S, Arg>()) {
             Arg arg;
-            std::memcpy(static_cast<void*>(&arg), flat_item_bytes + std::size_t{i} * sizeof(Arg), sizeof(Arg));
+            std::memcpy(static_cast<void*>(&arg), fixed_item_bytes + std::size_t{i} * sizeof(Arg), sizeof(Arg));
             return arg;
+        } else if constexpr (item_bytes != 0) {
+            return load_fixed<S, Arg>(fixed_item_bytes + std::size_t{i} * item_bytes);
         } else {
             reader item(context.next_item());
             return load_with<S, Arg>(item);
@@ -127,26 +135,25 @@ void run_chunk(chunk_context& context) {
     };
 
     std::uint32_t i = 0;
-    if constexpr (flat_results) {
+    if constexpr (result_bytes != 0) {
         const std::size_t start = context.results.size();
         const auto dense = result_layout::dense;
         context.results.write(&dense, 1);
-        std::byte* out = context.results.extend(std::size_t{context.count} * sizeof(result));
+        std::byte* out = context.results.extend(std::size_t{context.count} * result_bytes);
         for (; i < context.count; ++i) {
             context.begin_task(i);
             try {
-                const result value = Call::call(*callable, argument(i));
-                std::memcpy(out + std::size_t{i} * sizeof(result), static_cast<const void*>(&value), sizeof(result));
+                store_fixed<S>(out + std::size_t{i} * result_bytes, static_cast<const result&>(Call::call(*callable, argument(i))));
             } catch (...) {
                 // Task i failed: rewrite what is done in the per-task layout, then go on in it.
-                const std::vector<std::byte> done(out, out + std::size_t{i} * sizeof(result));
+                const std::vector<std::byte> done(out, out + std::size_t{i} * result_bytes);
                 context.results.truncate(start);
                 const auto per_task = result_layout::per_task;
                 const auto ok = task_status::ok;
                 context.results.write(&per_task, 1);
                 for (std::uint32_t j = 0; j < i; ++j) {
                     context.results.write(&ok, 1);
-                    context.results.write(done.data() + std::size_t{j} * sizeof(result), sizeof(result));
+                    context.results.write(done.data() + std::size_t{j} * result_bytes, result_bytes);
                 }
                 save_current_exception(context.results);
                 ++i;
