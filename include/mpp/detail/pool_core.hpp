@@ -603,7 +603,9 @@ private:
         using namespace std::chrono;
         const std::size_t count = workers_.size();
         std::vector<char>& wants_results = wants_results_;
+        std::vector<char>& napping = napping_;
         wants_results.assign(count, 0);
+        napping.assign(count, 0);
         double nap_ns = std::numeric_limits<double>::infinity();
         for (std::size_t i = 0; i < count; ++i) {
             const worker_state& worker = workers_[i];
@@ -623,6 +625,9 @@ private:
                     ahead_ns += chunk.job->plan().estimated_ns(chunk.piece.count);
                 }
                 nap_ns = std::min(nap_ns, ahead_ns);
+                // The estimate may be wrong (a few slow tasks skew it): the worker
+                // also rings when it takes its last queued chunk.
+                napping[i] = worker.writing == worker.chunks.size() ? 1 : 0;
             }
         }
         auto unwritten = [&](std::size_t i) {
@@ -635,6 +640,7 @@ private:
             if (memory_.shared_header().deaths.load(std::memory_order_acquire) != deaths_seen_) return true;
             for (std::size_t i = 0; i < count; ++i) {
                 if (wants_results[i] && memory_.slot(i).results->readable() > 0) return true;
+                if (napping[i] && memory_.slot(i).tasks->drained()) return true;
                 if (unwritten(i) && memory_.slot(i).tasks->writable() > 0) return true;
             }
             return false;
@@ -642,6 +648,7 @@ private:
         auto announce = [&] {
             for (std::size_t i = 0; i < count; ++i) {
                 if (wants_results[i]) memory_.slot(i).results->want_data();
+                if (napping[i]) memory_.slot(i).tasks->want_drained();
                 if (unwritten(i)) memory_.slot(i).tasks->want_space();
             }
         };
@@ -672,6 +679,7 @@ private:
     std::deque<std::shared_ptr<job_base>> ready_;  // jobs that may have chunks to send, in submission order
     std::vector<std::shared_ptr<job_base>> jobs_;  // every unfinished job, at its unfinished_slot
     std::vector<char> wants_results_;  // sleep()'s scratch: workers whose next result should wake us
+    std::vector<char> napping_;        // ... and workers that should wake us when they run dry
     double recent_chunk_ns_ = 0;  // moving average of chunk run times, all jobs
     std::uint64_t control_seen_ = 0;
     std::uint32_t deaths_seen_ = 0;

@@ -120,6 +120,25 @@ public:
     /// Wakes the producer if it asked to be woken for space.
     void publish_read() noexcept { wake_if_wanted(wants_space_, *writable_event_); }
 
+    /// Consumer, after taking a whole message: wakes the producer if it asked to
+    /// hear when the ring runs dry (so a pool can nap while a worker has work queued).
+    void publish_drained() noexcept {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (wants_drained_.load(std::memory_order_relaxed) == 0) return;
+        if (producer_.position.load(std::memory_order_acquire) != consumer_.position.load(std::memory_order_relaxed))
+            return;  // more to read: not dry yet, the request stands
+        if (wants_drained_.exchange(0, std::memory_order_seq_cst) != 0) writable_event_->notify();
+    }
+
+    /// Producer: ask to be woken by the publish_drained that finds the ring empty
+    /// (then re-check drained() before sleeping).
+    void want_drained() noexcept { wants_drained_.store(1, std::memory_order_seq_cst); }
+
+    /// Producer: the consumer has read everything written so far.
+    bool drained() const noexcept {
+        return consumer_.position.load(std::memory_order_seq_cst) == producer_.position.load(std::memory_order_relaxed);
+    }
+
     /// Producer: ask to be woken by the next publish_read.
     void want_space() noexcept { wants_space_.store(1, std::memory_order_seq_cst); }
 
@@ -163,6 +182,7 @@ private:
     consumer_state consumer_;
     alignas(cache_line) std::atomic<std::uint32_t> wants_data_{0};  // the consumer sleeps until data comes
     alignas(cache_line) std::atomic<std::uint32_t> wants_space_{0};  // the producer sleeps until space frees
+    std::atomic<std::uint32_t> wants_drained_{0};  // the producer naps until the ring runs dry (same writer side)
     alignas(cache_line) std::size_t capacity_;
     std::size_t mask_;
     eventcount* readable_event_;

@@ -48,6 +48,7 @@ struct worker_slot {
         slot.tasks->read_all(std::as_writable_bytes(std::span(&message_length, 1)));
         message.resize(static_cast<std::size_t>(message_length));
         slot.tasks->read_all(message);
+        slot.tasks->publish_drained();  // our last queued chunk: a napping pool sends more now
 
         chunk_header header{};
         std::memcpy(&header, message.data(), sizeof header);
