@@ -95,25 +95,31 @@ public:
         detail::check_shippable<F, Serializer>();
         using R = apply_result<F, Args...>;
         using packed = std::tuple<std::decay_t<Args>...>;
-        auto state = std::make_shared<detail::result_state<R>>();
-        auto job = std::make_shared<detail::single_job<Serializer, R>>(
-            &detail::run_chunk<Serializer, F, packed, detail::call_spread>, detail::encode_callable<Serializer>(f), detail::chunk_plan(1, 1),
-            item_stride<packed>(), state);
-        detail::item_block_writer items(item_stride<packed>());
-        items.begin_item();
-        if constexpr (std::same_as<Serializer, binary_serializer> && (serializable<std::decay_t<Args>> && ...)) {
-            // A tuple's binary encoding is its elements back to back: encode the
-            // arguments where they are instead of copying them into a tuple first,
-            // into a buffer sized once (a 64 MiB argument is copied once, not thrice).
-            std::size_t size = 16;
-            ((size = detail::saturating_add(size, detail::binary_size_hint(static_cast<const std::decay_t<Args>&>(args)))), ...);
-            if (size != detail::unknown_size) items.out().reserve(size);
-            (save_with<Serializer>(items.out(), static_cast<const std::decay_t<Args>&>(args)), ...);
+        using job_type = detail::single_job<Serializer, R>;
+        auto job = std::make_shared<job_type>(&detail::run_chunk<Serializer, F, packed, detail::call_spread>,
+                                              detail::encode_callable<Serializer>(f), item_stride<packed>());
+        auto state = job_type::shared_state(job);
+        if constexpr (item_stride<packed>() != 0 && item_stride<packed>() <= job_type::inline_argument_bytes) {
+            // Plain values: encoded straight into the job, no buffer of their own.
+            detail::store_fixed<Serializer>(job->inline_argument(), packed(std::forward<Args>(args)...));
+            job->add_inline_argument(item_stride<packed>());
         } else {
-            save_with<Serializer>(items.out(), packed(std::forward<Args>(args)...));
+            detail::item_block_writer items(item_stride<packed>());
+            items.begin_item();
+            if constexpr (std::same_as<Serializer, binary_serializer> && (serializable<std::decay_t<Args>> && ...)) {
+                // A tuple's binary encoding is its elements back to back: encode the
+                // arguments where they are instead of copying them into a tuple first,
+                // into a buffer sized once (a 64 MiB argument is copied once, not thrice).
+                std::size_t size = 16;
+                ((size = detail::saturating_add(size, detail::binary_size_hint(static_cast<const std::decay_t<Args>&>(args)))), ...);
+                if (size != detail::unknown_size) items.out().reserve(size);
+                (save_with<Serializer>(items.out(), static_cast<const std::decay_t<Args>&>(args)), ...);
+            } else {
+                save_with<Serializer>(items.out(), packed(std::forward<Args>(args)...));
+            }
+            items.end_item();
+            job->add_items(std::move(items).take(), 1, true);
         }
-        items.end_item();
-        job->add_items(std::move(items).take(), 1, true);
         core_->submit(std::move(job), "apply_async");
         return AsyncResult<R>(std::move(state));
     }

@@ -23,7 +23,7 @@ namespace mpp::detail {
 
 /// Consecutive items of one job, still encoded (each framed by its length).
 struct chunk_piece {
-    std::shared_ptr<const std::vector<std::byte>> block;  // keeps `items` alive
+    std::shared_ptr<const std::vector<std::byte>> block;  // keeps `items` alive (null: the job owns them)
     std::span<const std::byte> items;
     std::size_t first_index = 0;
     std::uint32_t count = 0;
@@ -112,6 +112,15 @@ public:
             fresh_waiting_ += count;
         }
         if (last) input_done_ = true;
+    }
+
+    /// Adds `count` items whose bytes the derived job owns for its whole life.
+    void add_borrowed_items(std::span<const std::byte> bytes, std::size_t count) {
+        std::lock_guard guard(mutex_);
+        fresh_.push_back(fresh_block{chunk_piece{nullptr, bytes, total_}, count});
+        total_ += count;
+        fresh_waiting_ += count;
+        input_done_ = true;
     }
 
     /// The consumer is gone (an imap view destroyed early): unsent items are

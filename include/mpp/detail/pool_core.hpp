@@ -4,6 +4,7 @@
 // sleeps on a single futex doorbell when there is nothing to do.
 #pragma once
 
+#include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -276,6 +277,7 @@ private:
     }
 
     void run_loop() {
+        ::pthread_setname_np(::pthread_self(), "mpp-pool");  // tells it apart in top, perf and gdb
         for (;;) {
             bool progressed = absorb_control();
             if (terminating_seen_) {

@@ -3,6 +3,7 @@
 // imap results to a consuming view as they arrive (in order or not).
 #pragma once
 
+#include <array>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -68,13 +69,28 @@ private:
     std::shared_ptr<result_state<std::vector<R>>> state_;
 };
 
-/// apply / apply_async: one task, one result.
+/// apply / apply_async: one task, one result. The job, the state its AsyncResult
+/// shares (an aliasing pointer into the job) and a small argument's bytes live in
+/// one allocation, so an apply_async of plain values costs one malloc.
 template <class S, class R>
 class single_job final : public job_base {
 public:
-    single_job(chunk_runner runner, callable_bytes callable, chunk_plan plan, std::size_t item_stride,
-               std::shared_ptr<result_state<R>> state)
-        : job_base(runner, std::move(callable), plan, item_stride), state_(std::move(state)) {}
+    /// Arguments up to this many encoded bytes are kept inside the job.
+    static constexpr std::size_t inline_argument_bytes = 48;
+
+    single_job(chunk_runner runner, callable_bytes callable, std::size_t item_stride)
+        : job_base(runner, std::move(callable), chunk_plan(1, 1), item_stride) {}
+
+    /// The state for the AsyncResult: it keeps the whole job alive.
+    static std::shared_ptr<result_state<R>> shared_state(const std::shared_ptr<single_job>& job) {
+        return std::shared_ptr<result_state<R>>(job, &job->state_);
+    }
+
+    /// Room for the encoded argument (at most inline_argument_bytes), then add_inline_argument().
+    std::byte* inline_argument() noexcept { return argument_.data(); }
+    void add_inline_argument(std::size_t bytes) {
+        add_borrowed_items(std::span<const std::byte>(argument_.data(), bytes), 1);
+    }
 
     void deliver(std::size_t first, std::uint32_t count, reader& results) override {
         if constexpr (std::is_void_v<R>)
@@ -84,14 +100,15 @@ public:
     }
     void fail(std::size_t, std::exception_ptr error) override { error_ = std::move(error); }
     void complete() override {
-        if (error_ || !value_) return state_->set_exception(error_ ? error_ : std::make_exception_ptr(PoolTerminated()));
-        state_->set_value(std::move(*value_));
+        if (error_ || !value_) return state_.set_exception(error_ ? error_ : std::make_exception_ptr(PoolTerminated()));
+        state_.set_value(std::move(*value_));
     }
 
 private:
     std::optional<stored_value<R>> value_;
     std::exception_ptr error_;
-    std::shared_ptr<result_state<R>> state_;
+    result_state<R> state_;
+    std::array<std::byte, inline_argument_bytes> argument_{};
 };
 
 /// imap / imap_unordered: results wait here until the consuming view takes them.
