@@ -4,19 +4,20 @@
 // worker because the worker runs the very same program image.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <span>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <typeinfo>
 #include <utility>
-
-#include <boost/container/small_vector.hpp>
+#include <vector>
 
 #include "mpp/errors.hpp"
 #include "mpp/serializer.hpp"
@@ -26,8 +27,26 @@ namespace mpp::detail {
 struct chunk_context;
 using chunk_runner = void (*)(chunk_context&);
 
-/// A callable's encoding, sent with every chunk; a function pointer's fits inline.
-using callable_bytes = boost::container::small_vector<std::byte, 16>;
+/// A callable's encoding, sent with every chunk. A function pointer's bytes (the
+/// common case) are kept inline; only encodable function objects allocate.
+class callable_bytes {
+public:
+    callable_bytes() = default;
+    explicit callable_bytes(std::span<const std::byte> bytes) : size_(bytes.size()) {
+        if (bytes.size() <= inline_.size())
+            std::copy(bytes.begin(), bytes.end(), inline_.begin());
+        else
+            heap_.assign(bytes.begin(), bytes.end());
+    }
+    std::span<const std::byte> bytes() const noexcept {
+        return size_ <= inline_.size() ? std::span<const std::byte>(inline_.data(), size_) : std::span<const std::byte>(heap_);
+    }
+
+private:
+    std::array<std::byte, 16> inline_{};
+    std::size_t size_ = 0;
+    std::vector<std::byte> heap_;
+};
 
 /// Written by a worker, read by the pool thread: which task of which chunk runs
 /// now, so a death or a timeout is pinned on exactly one task.

@@ -211,7 +211,7 @@ public:
 
     chunk_runner runner() const noexcept { return runner_; }
     std::size_t item_stride() const noexcept { return item_stride_; }
-    std::span<const std::byte> callable() const noexcept { return {callable_.data(), callable_.size()}; }
+    std::span<const std::byte> callable() const noexcept { return callable_.bytes(); }
     chunk_plan& plan() noexcept { return plan_; }
     bool cancelled() {
         std::lock_guard guard(mutex_);

@@ -49,15 +49,13 @@ namespace detail {
 template <class S, class F>
 callable_bytes encode_callable(const F& f) {
     if constexpr (function_pointer<F>) {
-        callable_bytes out(sizeof f);
-        std::memcpy(out.data(), &f, sizeof f);
-        return out;
+        return callable_bytes(std::as_bytes(std::span(&f, 1)));
     } else if constexpr (stateless_callable<F>) {
         return {};  // Nothing to send: the worker default-constructs it.
     } else {
         writer out;
         save_with<S>(out, f);
-        return callable_bytes(out.bytes().begin(), out.bytes().end());
+        return callable_bytes(out.bytes());
     }
 }
 
