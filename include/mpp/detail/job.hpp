@@ -228,9 +228,11 @@ public:
 protected:
     /// For deliver(): decodes each task's outcome (as run_chunk wrote it) and calls
     /// on_value(index, R&&) (on_value(index) for void) or fail(index, error). A
-    /// result that cannot be decoded fails the rest of the chunk.
+    /// result that cannot be decoded fails the rest of the chunk. With `dense_out`,
+    /// flat results that all succeeded are copied there in one go instead.
     template <class S, class R, class OnValue>
-    void decode_results(std::size_t first, std::uint32_t count, reader& results, OnValue&& on_value) {
+    void decode_results(std::size_t first, std::uint32_t count, reader& results, OnValue&& on_value,
+                        R* dense_out = nullptr) {
         std::uint32_t i = 0;
         try {
             if constexpr (fixed_encoded_size<S, R>() != 0) {
@@ -239,6 +241,12 @@ protected:
                 if (layout == result_layout::dense) {
                     constexpr std::size_t size = fixed_encoded_size<S, R>();
                     const std::byte* values = results.read(std::size_t{count} * size).data();
+                    if constexpr (flat_encoded<S, R>()) {
+                        if (dense_out != nullptr) {
+                            std::memcpy(static_cast<void*>(dense_out), values, std::size_t{count} * size);
+                            return;
+                        }
+                    }
                     for (; i < count; ++i) on_value(first + i, load_fixed<S, R>(values + std::size_t{i} * size));
                     return;
                 }

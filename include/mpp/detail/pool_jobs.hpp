@@ -35,12 +35,17 @@ public:
         : job_base(runner, std::move(callable), plan, item_stride), values_(total), state_(std::move(state)) {}
 
     void deliver(std::size_t first, std::uint32_t count, reader& results) override {
-        decode_results<S, R>(first, count, results, [&](std::size_t index, R&& value) {
-            if constexpr (in_place)
-                values_[index] = std::move(value);
-            else
-                values_[index].emplace(std::move(value));
-        });
+        R* dense_out = nullptr;
+        if constexpr (in_place) dense_out = values_.data() + first;  // plain results: one memcpy per chunk
+        decode_results<S, R>(
+            first, count, results,
+            [&](std::size_t index, R&& value) {
+                if constexpr (in_place)
+                    values_[index] = std::move(value);
+                else
+                    values_[index].emplace(std::move(value));
+            },
+            dense_out);
     }
 
     void fail(std::size_t index, std::exception_ptr error) override {
