@@ -112,8 +112,10 @@ public:
             [shared] {
                 shared->deaths.fetch_add(1, std::memory_order_release);
                 shared->doorbell.notify();
-            });
-        for (std::size_t i = 0; i < processes_; ++i) start_worker(i);
+            },
+            processes_);
+        const std::vector<pid_t> started = server_->started(processes_);
+        for (std::size_t i = 0; i < processes_; ++i) adopt_worker(i, started[i]);
         thread_ = std::thread([this] { loop(); });
     }
 
@@ -242,15 +244,20 @@ private:
         memory_.shared_header().doorbell.notify();
     }
 
+    /// Joins the pool thread, then reaps the fork server, whose exit the pool
+    /// thread asked for (or did itself, after a terminate).
     void join_thread() {
         std::lock_guard guard(join_mutex_);
         if (thread_.joinable()) thread_.join();
+        server_->shutdown(/*kill_workers=*/false);
     }
 
-    void start_worker(std::size_t slot) {
+    void start_worker(std::size_t slot) { adopt_worker(slot, server_->spawn(slot)); }
+
+    void adopt_worker(std::size_t slot, pid_t pid) {
         worker_state& worker = workers_[slot];
         worker = worker_state{};
-        worker.pid = server_->spawn(slot);
+        worker.pid = pid;
         worker.alive = true;
         if (options_.maxtasksperchild != 0) worker.budget = options_.maxtasksperchild;
         std::lock_guard guard(control_mutex_);
@@ -544,21 +551,28 @@ private:
         }
     }
 
-    /// Closing with no work left: ask each worker to exit, then (once all have)
-    /// stop the fork server. Returns true when the pool thread may end.
+    /// Closing with no work left: ask each worker to exit, and the fork server to
+    /// exit once they all have. Returns true when the pool thread may end: when
+    /// every live worker has its exit message in full and no chunk left to finish,
+    /// nothing more can come from them, and the joiner reaps the server (whose
+    /// exit follows theirs) without a round trip through this thread.
     bool begin_or_finish_close() {
-        bool any_alive = false;
+        bool settled = true;
         for (auto& worker : workers_) {
             if (!worker.alive) continue;
-            any_alive = true;
             if (!worker.exit_queued) {
                 worker.exit_queued = true;
                 write_pending(worker);
             }
+            settled = settled && worker.chunks.empty() && worker.exit_written == exit_message_bytes;
         }
-        if (any_alive) return false;
-        server_->shutdown(/*kill_workers=*/false);
-        return true;
+        // No worker is replaced from here on (jobs_ stays empty once closed), so
+        // the server may leave as soon as its last worker has.
+        if (!exit_requested_) {
+            server_->request_exit(/*kill_workers=*/false);
+            exit_requested_ = true;
+        }
+        return settled;
     }
 
     /// terminate(): every unfinished task fails with PoolTerminated, workers are killed.
@@ -662,6 +676,7 @@ private:
     std::uint32_t deaths_seen_ = 0;
     bool closed_seen_ = false;
     bool terminating_seen_ = false;
+    bool exit_requested_ = false;  // the fork server was asked to exit once its workers have
 
     // Shared with the callers' threads.
     mutable std::mutex control_mutex_;
