@@ -46,10 +46,11 @@ public:
     /// Runs in the server after it reported a death, to wake the pool (through shared memory).
     using death_signal = std::function<void()>;
 
-    /// Forks the server now, from the calling thread. The server forks the first
-    /// `workers` workers (slots 0 to workers - 1) as soon as it runs, unasked, so
-    /// starting a pool costs no request round trip per worker; started() collects them.
-    fork_server(worker_entry entry, death_signal on_death, std::size_t workers = 0) {
+    /// Forks the server now, from the calling thread, and returns at once. The
+    /// server forks the first `workers` workers (slots 0 to workers - 1) as soon
+    /// as it runs, unasked, and announces them together (await_first()), so no
+    /// request round trip is paid per worker and the caller goes on meanwhile.
+    fork_server(worker_entry entry, death_signal on_death, std::size_t workers = 0) : first_pids_(workers) {
         int fds[2];
         if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
             throw std::system_error(errno, std::generic_category(), "mpp: socketpair for the fork server");
@@ -85,12 +86,13 @@ public:
         return spawned(slot);
     }
 
-    /// The pids of the `workers` workers the server forked unasked, by slot.
-    std::vector<pid_t> started(std::size_t workers) {
-        std::vector<pid_t> pids(workers);
-        for (std::size_t slot = 0; slot < workers; ++slot) pids[slot] = spawned(slot);
-        return pids;
+    /// Waits for the server to announce the first workers, whose pids
+    /// first_pids() then lists by slot; std::system_error if one could not be
+    /// forked. Death notices that arrive meanwhile are kept for next_exit().
+    void await_first() {
+        while (!first_started()) file(receive(/*block=*/true).value());
     }
+    const std::vector<pid_t>& first_pids() const noexcept { return first_pids_; }
 
     void kill(pid_t pid, int signal) { send({request::kill, 0, pid, signal}); }
 
@@ -104,9 +106,7 @@ public:
 
     /// The next worker death, if one was reported. Never blocks.
     std::optional<worker_exit> next_exit() {
-        while (auto reply = receive(/*block=*/false)) {
-            if (reply->kind == notice::died) exits_.push_back(to_exit(*reply));
-        }
+        while (auto reply = receive(/*block=*/false)) file(*reply);
         if (exits_.empty()) return std::nullopt;
         worker_exit next = exits_.front();
         exits_.pop_front();
@@ -157,13 +157,27 @@ private:
 
     static worker_exit to_exit(const notice& n) { return {n.slot, n.pid, n.signal, n.exit_code}; }
 
+    bool first_started() const noexcept { return first_announced_ == first_pids_.size(); }
+
     pid_t spawned(std::size_t slot) {
         for (;;) {
             const notice reply = receive(/*block=*/true).value();
-            if (reply.kind == notice::spawned && reply.slot == slot) return reply.pid;
-            if (reply.kind == notice::spawn_failed && reply.slot == slot)
+            if (first_started() && reply.kind == notice::spawned && reply.slot == slot) return reply.pid;
+            if (first_started() && reply.kind == notice::spawn_failed && reply.slot == slot)
                 throw std::system_error(reply.exit_code, std::generic_category(), "mpp: fork of a worker");
-            if (reply.kind == notice::died) exits_.push_back(to_exit(reply));
+            file(reply);
+        }
+    }
+
+    /// Keeps a notice that is not the reply being waited for.
+    void file(const notice& n) {
+        if (n.kind == notice::died) {
+            exits_.push_back(to_exit(n));
+        } else if (!first_started() && n.slot < first_pids_.size()) {
+            if (n.kind == notice::spawn_failed)
+                throw std::system_error(n.exit_code, std::generic_category(), "mpp: fork of a worker");
+            first_pids_[n.slot] = n.pid;
+            ++first_announced_;
         }
     }
 
@@ -223,7 +237,7 @@ private:
             ::_exit(0);
         };
 
-        // All first workers are forked before any is announced: the parent wakes
+        // All first workers are forked before any is announced: the pool wakes
         // once for the lot instead of racing the forks for the CPU.
         std::vector<notice> first;
         for (std::size_t slot = 0; slot < initial_workers; ++slot) first.push_back(spawn(static_cast<std::uint32_t>(slot)));
@@ -295,6 +309,8 @@ private:
     int socket_ = -1;
     pid_t pid_ = -1;
     std::deque<worker_exit> exits_;
+    std::vector<pid_t> first_pids_;  // the first workers', by slot
+    std::size_t first_announced_ = 0;
 };
 
 }  // namespace mpp::detail

@@ -12,11 +12,13 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <map>
@@ -114,8 +116,10 @@ public:
                 shared->doorbell.notify();
             },
             processes_);
-        const std::vector<pid_t> started = server_->started(processes_);
-        for (std::size_t i = 0; i < processes_; ++i) adopt_worker(i, started[i]);
+        // The server forks the workers while this thread goes on: work (or the
+        // close) is queued in their rings before they run, and their pids reach
+        // the pool thread a little later (pids() waits for them).
+        for (std::size_t i = 0; i < processes_; ++i) adopt_worker(i, 0);
         thread_ = std::thread([this] { loop(); });
     }
 
@@ -129,7 +133,8 @@ public:
     std::size_t size() const noexcept { return processes_; }
 
     std::vector<pid_t> pids() const {
-        std::lock_guard guard(control_mutex_);
+        std::unique_lock guard(control_mutex_);
+        pids_known_.wait(guard, [this] { return pids_final_; });
         return pids_;
     }
 
@@ -137,6 +142,8 @@ public:
     void submit(std::shared_ptr<job_base> job, const char* caller) {
         {
             std::lock_guard guard(control_mutex_);
+            // E.g. the first workers could not be forked: say why, not just "closed".
+            if (engine_error_) std::rethrow_exception(engine_error_);
             if (closed_ || terminating_)
                 throw std::logic_error(std::string("Pool::") + caller + ": the pool is closed; no new work is accepted");
             incoming_jobs_.push_back(std::move(job));
@@ -269,6 +276,7 @@ private:
 
     void loop() {
         try {
+            adopt_first_workers();
             run_loop();
         } catch (...) {
             // The engine itself failed (the fork server died, fork() failed...):
@@ -277,9 +285,24 @@ private:
                 std::lock_guard guard(control_mutex_);
                 closed_ = true;
                 terminating_ = true;
+                engine_error_ = std::current_exception();
             }
             shut_down_now(std::current_exception());
         }
+        // pids() stops waiting for pids that will never be announced.
+        std::lock_guard guard(control_mutex_);
+        pids_final_ = true;
+        pids_known_.notify_all();
+    }
+
+    /// Waits for the fork server to announce the first workers (it forks them
+    /// while the constructor returns) and publishes their pids.
+    void adopt_first_workers() {
+        server_->await_first();
+        std::lock_guard guard(control_mutex_);
+        for (std::size_t i = 0; i < processes_; ++i) workers_[i].pid = pids_[i] = server_->first_pids()[i];
+        pids_final_ = true;
+        pids_known_.notify_all();
     }
 
     void run_loop() {
@@ -683,6 +706,9 @@ private:
     std::vector<std::shared_ptr<job_base>> incoming_jobs_;
     std::vector<std::shared_ptr<job_base>> incoming_ready_;
     std::vector<pid_t> pids_;
+    bool pids_final_ = false;  // pids_ holds the first workers' pids (or never will)
+    mutable std::condition_variable pids_known_;
+    std::exception_ptr engine_error_;  // why the pool thread failed, for later submitters
     bool closed_ = false;
     bool terminating_ = false;
     std::map<std::size_t, std::function<void()>> drainers_;
