@@ -3,6 +3,7 @@
 // task it was running; the pool replaces it and goes on; a killed parent leaves
 // no worker behind; and no zombie, fd or /dev/shm entry outlives a pool.
 #include <mpp/pool.hpp>
+#include <mpp/shared.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -908,6 +909,31 @@ TEST_CASE("a SIGKILLed parent leaves no worker and no fork server running", "[po
 }
 
 // ---- nothing left behind ----------------------------------------------------------
+
+TEST_CASE("a pool closed and joined at once still starts every worker, and join leaves no child behind",
+          "[pool][crash][leaks]") {
+    hang_watchdog watchdog("close at once");
+    // The constructor returns while the fork server forks the workers and the
+    // joiner reaps the server: a close that overtakes the workers must neither
+    // skip one nor leave the server (or a worker) for later.
+    for (int round = 0; round < 20; ++round) {
+        mpp::Value<int> started(0);
+        mpp::PoolOptions options;
+        options.processes = 3;
+        options.initializer = [started] {
+            std::scoped_lock hold(started.get_lock());
+            started.store(started.load() + 1);
+        };
+        {
+            mpp::Pool pool(options);
+            if (round % 2 == 1) CHECK(pool.pids().size() == 3);
+            pool.close();
+            pool.join();
+            CHECK(my_children().empty());
+        }
+        CHECK(started.load() == 3);
+    }
+}
 
 TEST_CASE("many pool lifetimes with crashes and terminates leak no fd and no child and nothing in /dev/shm",
           "[pool][crash][leaks]") {

@@ -184,6 +184,7 @@ public:
 
     std::size_t size() const noexcept { return core_->size(); }
     /// The current worker pids (a replaced worker's successor included): always size() entries.
+    /// Right after construction it waits until the fork server has forked them.
     std::vector<pid_t> pids() const { return core_->pids(); }
 
 private:

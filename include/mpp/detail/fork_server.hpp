@@ -46,8 +46,11 @@ public:
     /// Runs in the server after it reported a death, to wake the pool (through shared memory).
     using death_signal = std::function<void()>;
 
-    /// Forks the server now, from the calling thread.
-    fork_server(worker_entry entry, death_signal on_death) {
+    /// Forks the server now, from the calling thread, and returns at once. The
+    /// server forks the first `workers` workers (slots 0 to workers - 1) as soon
+    /// as it runs, unasked, and announces them together (await_first()), so no
+    /// request round trip is paid per worker and the caller goes on meanwhile.
+    fork_server(worker_entry entry, death_signal on_death, std::size_t workers = 0) : first_pids_(workers) {
         int fds[2];
         if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0)
             throw std::system_error(errno, std::generic_category(), "mpp: socketpair for the fork server");
@@ -61,7 +64,7 @@ public:
         if (pid == 0) {
             ::close(fds[0]);
             internal_fds::close_all_except({fds[1]});
-            serve(fds[1], entry, on_death);  // never returns
+            serve(fds[1], entry, on_death, workers);  // never returns
         }
         ::close(fds[1]);
         socket_ = fds[0];
@@ -80,14 +83,16 @@ public:
     /// meanwhile are kept for next_exit().
     pid_t spawn(std::size_t slot) {
         send({request::spawn, static_cast<std::uint32_t>(slot), 0, 0});
-        for (;;) {
-            const notice reply = receive(/*block=*/true).value();
-            if (reply.kind == notice::spawned && reply.slot == slot) return reply.pid;
-            if (reply.kind == notice::spawn_failed && reply.slot == slot)
-                throw std::system_error(reply.exit_code, std::generic_category(), "mpp: fork of a worker");
-            if (reply.kind == notice::died) exits_.push_back(to_exit(reply));
-        }
+        return spawned(slot);
     }
+
+    /// Waits for the server to announce the first workers, whose pids
+    /// first_pids() then lists by slot; std::system_error if one could not be
+    /// forked. Death notices that arrive meanwhile are kept for next_exit().
+    void await_first() {
+        while (!first_started()) file(receive(/*block=*/true).value());
+    }
+    const std::vector<pid_t>& first_pids() const noexcept { return first_pids_; }
 
     void kill(pid_t pid, int signal) { send({request::kill, 0, pid, signal}); }
 
@@ -101,9 +106,7 @@ public:
 
     /// The next worker death, if one was reported. Never blocks.
     std::optional<worker_exit> next_exit() {
-        while (auto reply = receive(/*block=*/false)) {
-            if (reply->kind == notice::died) exits_.push_back(to_exit(*reply));
-        }
+        while (auto reply = receive(/*block=*/false)) file(*reply);
         if (exits_.empty()) return std::nullopt;
         worker_exit next = exits_.front();
         exits_.pop_front();
@@ -111,14 +114,21 @@ public:
     }
 
     /// Asks the server to exit once its workers have exited (killing them first
-    /// when `kill_workers`), then reaps it. Idempotent.
-    void shutdown(bool kill_workers) {
+    /// when `kill_workers`), without waiting for it: its workers' exits and its
+    /// own then overlap with whatever the caller does before shutdown() reaps it.
+    void request_exit(bool kill_workers) noexcept {
         if (pid_ <= 0) return;
         try {
             send({kill_workers ? request::kill_all_and_exit : request::exit_when_idle, 0, 0, 0});
         } catch (const std::exception&) {
-            // The server is already gone; reaping it below is all that is left.
+            // The server is already gone; reaping it is all that is left.
         }
+    }
+
+    /// request_exit(kill_workers), then reaps the server. Idempotent.
+    void shutdown(bool kill_workers) {
+        if (pid_ <= 0) return;
+        request_exit(kill_workers);
         int status = 0;
         while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
         }
@@ -147,6 +157,30 @@ private:
 
     static worker_exit to_exit(const notice& n) { return {n.slot, n.pid, n.signal, n.exit_code}; }
 
+    bool first_started() const noexcept { return first_announced_ == first_pids_.size(); }
+
+    pid_t spawned(std::size_t slot) {
+        for (;;) {
+            const notice reply = receive(/*block=*/true).value();
+            if (first_started() && reply.kind == notice::spawned && reply.slot == slot) return reply.pid;
+            if (first_started() && reply.kind == notice::spawn_failed && reply.slot == slot)
+                throw std::system_error(reply.exit_code, std::generic_category(), "mpp: fork of a worker");
+            file(reply);
+        }
+    }
+
+    /// Keeps a notice that is not the reply being waited for.
+    void file(const notice& n) {
+        if (n.kind == notice::died) {
+            exits_.push_back(to_exit(n));
+        } else if (!first_started() && n.slot < first_pids_.size()) {
+            if (n.kind == notice::spawn_failed)
+                throw std::system_error(n.exit_code, std::generic_category(), "mpp: fork of a worker");
+            first_pids_[n.slot] = n.pid;
+            ++first_announced_;
+        }
+    }
+
     void send(const request& r) {
         while (::send(socket_, &r, sizeof r, MSG_NOSIGNAL) < 0) {
             if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "mpp: fork server request");
@@ -172,7 +206,8 @@ private:
         std::uint32_t slot;
     };
 
-    [[noreturn]] static void serve(int socket, const worker_entry& entry, const death_signal& on_death) {
+    [[noreturn]] static void serve(int socket, const worker_entry& entry, const death_signal& on_death,
+                                   std::size_t initial_workers) {
         ::signal(SIGINT, SIG_IGN);  // Ctrl-C is the parent's to handle, once
         const pid_t server = ::getpid();
         std::vector<child> children;
@@ -182,6 +217,17 @@ private:
         auto kill_all = [&] {
             for (const child& c : children) ::kill(c.pid, SIGKILL);
         };
+        auto spawn = [&](std::uint32_t slot) {
+            const pid_t pid = ::fork();
+            if (pid == 0) {
+                ::close(socket);
+                for (const child& c : children) ::close(c.pidfd);
+                start_worker(server, entry, slot);
+            }
+            if (pid < 0) return notice{notice::spawn_failed, slot, 0, 0, errno};
+            children.push_back({pid, pidfd_open(pid), slot});
+            return notice{notice::spawned, slot, pid, 0, 0};
+        };
         auto reap_all_and_exit = [&] {
             kill_all();
             for (const child& c : children) {
@@ -190,6 +236,12 @@ private:
             }
             ::_exit(0);
         };
+
+        // All first workers are forked before any is announced: the pool wakes
+        // once for the lot instead of racing the forks for the CPU.
+        std::vector<notice> first;
+        for (std::size_t slot = 0; slot < initial_workers; ++slot) first.push_back(spawn(static_cast<std::uint32_t>(slot)));
+        for (const notice& n : first) reply(n);
 
         for (;;) {
             if (exiting && children.empty()) ::_exit(0);
@@ -204,21 +256,9 @@ private:
                 if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) reap_all_and_exit();  // parent gone
                 if (got == static_cast<ssize_t>(sizeof r)) {
                     switch (r.op) {
-                        case request::spawn: {
-                            const pid_t pid = ::fork();
-                            if (pid == 0) {
-                                ::close(socket);
-                                for (const child& c : children) ::close(c.pidfd);
-                                start_worker(server, entry, r.slot);
-                            }
-                            if (pid < 0) {
-                                reply({notice::spawn_failed, r.slot, 0, 0, errno});
-                                break;
-                            }
-                            children.push_back({pid, pidfd_open(pid), r.slot});
-                            reply({notice::spawned, r.slot, pid, 0, 0});
+                        case request::spawn:
+                            reply(spawn(r.slot));
                             break;
-                        }
                         case request::kill:
                             for (const child& c : children)
                                 if (c.pid == r.pid) ::kill(c.pid, r.signal);
@@ -269,6 +309,8 @@ private:
     int socket_ = -1;
     pid_t pid_ = -1;
     std::deque<worker_exit> exits_;
+    std::vector<pid_t> first_pids_;  // the first workers', by slot
+    std::size_t first_announced_ = 0;
 };
 
 }  // namespace mpp::detail

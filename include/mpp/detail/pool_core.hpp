@@ -7,17 +7,22 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <limits>
 #include <map>
@@ -104,6 +109,16 @@ public:
         // Output still buffered here would otherwise be printed again by every
         // worker that flushes its copy of the buffer.
         std::fflush(nullptr);
+#if defined(__GLIBC__)
+        // fork() copies the page table entry of every resident page, free or not,
+        // once for the server and once per worker, and each exit tears them down
+        // again; glibc keeps freed heap pages resident (after a large payload, often
+        // more than the live data). Handing them back first makes the pool's start
+        // and stop several times cheaper in such a process, and costs nothing on
+        // reuse: while the server lives, a write to a kept page would fault for a
+        // copy-on-write copy anyway, a trimmed one faults for a zero page instead.
+        ::malloc_trim(0);
+#endif
         pool_memory::header* shared = &memory_.shared_header();
         const pool_memory* memory = &memory_;
         const std::function<void()>* initializer = &options_.initializer;
@@ -113,8 +128,12 @@ public:
             [shared] {
                 shared->deaths.fetch_add(1, std::memory_order_release);
                 shared->doorbell.notify();
-            });
-        for (std::size_t i = 0; i < processes_; ++i) start_worker(i);
+            },
+            processes_);
+        // The server forks the workers while this thread goes on: work (or the
+        // close) is queued in their rings before they run, and their pids reach
+        // the pool thread a little later (pids() waits for them).
+        for (std::size_t i = 0; i < processes_; ++i) adopt_worker(i, 0);
         thread_ = std::thread([this] { loop(); });
     }
 
@@ -128,7 +147,8 @@ public:
     std::size_t size() const noexcept { return processes_; }
 
     std::vector<pid_t> pids() const {
-        std::lock_guard guard(control_mutex_);
+        std::unique_lock guard(control_mutex_);
+        pids_known_.wait(guard, [this] { return pids_final_; });
         return pids_;
     }
 
@@ -136,6 +156,8 @@ public:
     void submit(std::shared_ptr<job_base> job, const char* caller) {
         {
             std::lock_guard guard(control_mutex_);
+            // E.g. the first workers could not be forked: say why, not just "closed".
+            if (engine_error_) std::rethrow_exception(engine_error_);
             if (closed_ || terminating_)
                 throw std::logic_error(std::string("Pool::") + caller + ": the pool is closed; no new work is accepted");
             incoming_jobs_.push_back(std::move(job));
@@ -243,15 +265,20 @@ private:
         memory_.shared_header().doorbell.notify();
     }
 
+    /// Joins the pool thread, then reaps the fork server, whose exit the pool
+    /// thread asked for (or did itself, after a terminate).
     void join_thread() {
         std::lock_guard guard(join_mutex_);
         if (thread_.joinable()) thread_.join();
+        server_->shutdown(/*kill_workers=*/false);
     }
 
-    void start_worker(std::size_t slot) {
+    void start_worker(std::size_t slot) { adopt_worker(slot, server_->spawn(slot)); }
+
+    void adopt_worker(std::size_t slot, pid_t pid) {
         worker_state& worker = workers_[slot];
         worker = worker_state{};
-        worker.pid = server_->spawn(slot);
+        worker.pid = pid;
         worker.alive = true;
         if (options_.maxtasksperchild != 0) worker.budget = options_.maxtasksperchild;
         std::lock_guard guard(control_mutex_);
@@ -263,6 +290,7 @@ private:
 
     void loop() {
         try {
+            adopt_first_workers();
             run_loop();
         } catch (...) {
             // The engine itself failed (the fork server died, fork() failed...):
@@ -271,9 +299,24 @@ private:
                 std::lock_guard guard(control_mutex_);
                 closed_ = true;
                 terminating_ = true;
+                engine_error_ = std::current_exception();
             }
             shut_down_now(std::current_exception());
         }
+        // pids() stops waiting for pids that will never be announced.
+        std::lock_guard guard(control_mutex_);
+        pids_final_ = true;
+        pids_known_.notify_all();
+    }
+
+    /// Waits for the fork server to announce the first workers (it forks them
+    /// while the constructor returns) and publishes their pids.
+    void adopt_first_workers() {
+        server_->await_first();
+        std::lock_guard guard(control_mutex_);
+        for (std::size_t i = 0; i < processes_; ++i) workers_[i].pid = pids_[i] = server_->first_pids()[i];
+        pids_final_ = true;
+        pids_known_.notify_all();
     }
 
     void run_loop() {
@@ -554,21 +597,28 @@ private:
         }
     }
 
-    /// Closing with no work left: ask each worker to exit, then (once all have)
-    /// stop the fork server. Returns true when the pool thread may end.
+    /// Closing with no work left: ask each worker to exit, and the fork server to
+    /// exit once they all have. Returns true when the pool thread may end: when
+    /// every live worker has its exit message in full and no chunk left to finish,
+    /// nothing more can come from them, and the joiner reaps the server (whose
+    /// exit follows theirs) without a round trip through this thread.
     bool begin_or_finish_close() {
-        bool any_alive = false;
+        bool settled = true;
         for (auto& worker : workers_) {
             if (!worker.alive) continue;
-            any_alive = true;
             if (!worker.exit_queued) {
                 worker.exit_queued = true;
                 write_pending(worker);
             }
+            settled = settled && worker.chunks.empty() && worker.exit_written == exit_message_bytes;
         }
-        if (any_alive) return false;
-        server_->shutdown(/*kill_workers=*/false);
-        return true;
+        // No worker is replaced from here on (jobs_ stays empty once closed), so
+        // the server may leave as soon as its last worker has.
+        if (!exit_requested_) {
+            server_->request_exit(/*kill_workers=*/false);
+            exit_requested_ = true;
+        }
+        return settled;
     }
 
     /// terminate(): every unfinished task fails with PoolTerminated, workers are killed.
@@ -687,12 +737,16 @@ private:
     std::uint32_t deaths_seen_ = 0;
     bool closed_seen_ = false;
     bool terminating_seen_ = false;
+    bool exit_requested_ = false;  // the fork server was asked to exit once its workers have
 
     // Shared with the callers' threads.
     mutable std::mutex control_mutex_;
     std::vector<std::shared_ptr<job_base>> incoming_jobs_;
     std::vector<std::shared_ptr<job_base>> incoming_ready_;
     std::vector<pid_t> pids_;
+    bool pids_final_ = false;  // pids_ holds the first workers' pids (or never will)
+    mutable std::condition_variable pids_known_;
+    std::exception_ptr engine_error_;  // why the pool thread failed, for later submitters
     bool closed_ = false;
     bool terminating_ = false;
     std::map<std::size_t, std::function<void()>> drainers_;
