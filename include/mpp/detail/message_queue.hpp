@@ -145,8 +145,8 @@ public:
                 return wait_outcome::done;
             }
             const auto has_room = [this] { return size() < maxsize_; };
-            if (const auto outcome = wait_step(not_full_, seen, has_room, deadline, stop); outcome != wait_outcome::done)
-                return outcome;
+            const auto outcome = wait_step(not_full_, seen, has_room, deadline, stop);
+            if (outcome != wait_outcome::done) return outcome;
         }
     }
 

@@ -1,7 +1,7 @@
 // A futex word that counts notifications and remembers whether anyone sleeps on it:
-// bit 0 says "a waiter sleeps", the other bits count. Notifiers skip the wake syscall
-// unless the bit is set (notify_sleepers skips even the write), and every notification
-// clears it, so a waiter that dies asleep costs at most one extra wake and leaves no trace.
+// bit 0 says "a waiter sleeps", the other bits count. Notifiers skip the wake syscall unless
+// the bit is set (notify_sleepers_after_unlock even the write), and every notification clears
+// it, so a waiter that dies asleep costs at most one extra wake and leaves no trace.
 #pragma once
 
 #include <algorithm>
@@ -30,26 +30,23 @@ public:
         if (old & 1u) futex_wake(word_, INT_MAX);  // all: the bit is cleared, so nobody else would wake the rest
     }
 
-    /// Call after publishing a change that waiters test with the `ready` predicate of wait():
-    /// a fence and a load when nobody sleeps, so a busy queue pays no write to a line its
-    /// peers read. (Spinners watch their predicate, not the word, so they need no count.)
-    void notify_sleepers() noexcept {
-        // Dekker with wait(): we publish, fence, read the bit; the waiter sets the bit, fences,
-        // re-reads its condition. At least one of the two sees the other's write.
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (word_.load(std::memory_order_relaxed) & 1u) notify();
-    }
-
-    /// notify_sleepers() for a caller that published under a futex-based mutex it has just
-    /// unlocked. Releasing such a mutex is an atomic read-modify-write (it must learn whether
-    /// anyone waits), and on x86 every one is a full fence, so the fence above would be a
-    /// second one: measured at 10-15 ns of a 50-75 ns queue put or get. Elsewhere, the fence.
+    /// Call after publishing a change, under a futex-based mutex just unlocked, that waiters
+    /// test with the `ready` predicate of wait(). When nobody sleeps this is a plain load on
+    /// x86, so a busy queue pays no write to a line its peers read. (Spinners watch their
+    /// predicate, not the word, so they need no count.)
     void notify_sleepers_after_unlock() noexcept {
+        // Dekker with wait(): we publish, then read the bit; the waiter sets the bit with a
+        // CAS, then re-reads its condition; at least one must see the other's write.
 #if defined(__x86_64__) || defined(__i386__)
-        std::atomic_signal_fence(std::memory_order_seq_cst);  // the compiler must not hoist the load
+        // Releasing a futex-based mutex is an atomic read-modify-write (it must learn whether
+        // anyone waits), and on x86 every one is a full fence, as is the waiter's CAS; an
+        // explicit fence here measured 10-15 ns of a 50-75 ns queue put or get.
+        std::atomic_signal_fence(std::memory_order_seq_cst);  // only the compiler must not hoist the load
         if (word_.load(std::memory_order_relaxed) & 1u) notify();
 #else
-        notify_sleepers();
+        // Elsewhere, a read-modify-write: it reads the latest value of the word, and if it
+        // comes first, the waiter's CAS reads from its release sequence and sees our change.
+        if (word_.fetch_or(0u, std::memory_order_seq_cst) & 1u) notify();
 #endif
     }
 
@@ -59,8 +56,8 @@ public:
         return wait(seen, [] { return false; }, deadline);
     }
 
-    /// As above, and also returns once ready() holds: the wait that notify_sleepers() pairs
-    /// with. ready() is checked again after the sleep bit is set, before sleeping.
+    /// As above, and also returns once ready() holds: the wait that pairs with
+    /// notify_sleepers_after_unlock(). ready() is checked again after the sleep bit is set.
     template <class Ready>
     bool wait(std::uint32_t seen, Ready&& ready, steady_deadline deadline) noexcept {
         // The spin adapts per thread: it pays when the other side runs on another core and
@@ -84,8 +81,7 @@ public:
             !word_.compare_exchange_strong(expected, seen | 1u, std::memory_order_seq_cst, std::memory_order_relaxed)) {
             return true;  // changed before we could announce the sleep
         }
-        std::atomic_thread_fence(std::memory_order_seq_cst);  // the bit before the re-check: see notify_sleepers
-        if (ready()) return true;
+        if (ready()) return true;  // after announcing the sleep: see notify_sleepers_after_unlock
         if (deadline == steady_deadline::max()) {
             futex_wait(word_, seen | 1u);
             return true;
