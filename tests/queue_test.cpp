@@ -13,9 +13,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <numeric>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -149,6 +151,77 @@ TEST_CASE("messages of every size around the inline limit arrive intact", "[queu
     for (std::size_t size = 0; size < 200; ++size) q.put(std::string(size, static_cast<char>('a' + size % 26)));
     for (std::size_t size = 0; size < 200; ++size)
         REQUIRE(q.get() == std::string(size, static_cast<char>('a' + size % 26)));
+}
+
+TEST_CASE("a queue of small slots still carries every message size, inline or in a block", "[queue]") {
+    // Queue<int> packs its messages into 16-byte slots; the slot size decides only what
+    // travels inline, so a handle that puts other types into the same queue still works.
+    STATIC_REQUIRE(mpp::detail::queue_slot_bytes<int>() == 16);
+    STATIC_REQUIRE(mpp::detail::queue_slot_bytes<std::string>() == mpp::detail::message_queue::max_slot_bytes);
+    mpp::detail::message_queue q(0, 16);
+    REQUIRE(q.inline_capacity() == 8);
+    auto message = [](std::size_t size) {
+        std::vector<std::byte> bytes(size);
+        for (std::size_t i = 0; i < size; ++i) bytes[i] = static_cast<std::byte>(size * 7 + i);
+        return bytes;
+    };
+    for (int round = 0; round < 3; ++round) {  // the slot array grows in round 0, then wraps
+        for (std::size_t size = 0; size < 100; ++size)
+            REQUIRE(q.put(message(size), mpp::detail::steady_deadline::max()) == mpp::detail::wait_outcome::done);
+        for (std::size_t size = 0; size < 100; ++size) {
+            std::vector<std::byte> got;
+            REQUIRE(q.get([&](std::span<const std::byte> bytes) { got.assign(bytes.begin(), bytes.end()); },
+                          mpp::detail::no_wait) == mpp::detail::wait_outcome::done);
+            REQUIRE(got == message(size));
+        }
+    }
+    CHECK(q.size() == 0);
+}
+
+TEST_CASE("a queue keeps its order when its slots grow while they are wrapped around", "[queue]") {
+    mpp::Queue<int> q(1'000);
+    int next_put = 0, next_get = 0;
+    // Uneven puts and gets move the oldest message around the ring before every growth.
+    for (int round = 1; round <= 40; ++round) {
+        for (int i = 0; i < 3 * round; ++i) q.put_nowait(next_put++);
+        for (int i = 0; i < 2 * round; ++i) REQUIRE(q.get_nowait() == next_get++);
+    }
+    while (next_get < next_put) REQUIRE(q.get_nowait() == next_get++);
+    CHECK(q.empty());
+}
+
+TEST_CASE("a put or get that went to sleep is woken every time: 3,000 handoffs between processes", "[queue]") {
+    // Every item crosses two queues of one slot each, so both sides keep finding the queue
+    // empty or full and going to sleep; a single lost wake-up would hang (and time out here).
+    mpp::Queue<int> there(1), back(1);
+    mpp::Process echo([there, back] {
+        for (;;) {
+            const auto item = there.get(patience);
+            if (!item) ::_exit(2);
+            if (*item < 0) return;
+            if (!back.put(*item + 1, patience)) ::_exit(3);
+        }
+    });
+    echo.start();
+    for (int i = 0; i < 3'000; ++i) {
+        REQUIRE(there.put(i, patience));
+        REQUIRE(back.get(patience) == std::optional<int>(i + 1));
+    }
+    there.put(-1);
+    echo.join();
+    CHECK(echo.exitcode() == 0);
+}
+
+TEST_CASE("a producer blocked on a full queue is woken by every get: 20,000 items through one slot", "[queue]") {
+    mpp::Queue<int> q(1);
+    mpp::Process producer([q] {
+        for (int i = 0; i < 20'000; ++i)
+            if (!q.put(i, patience)) ::_exit(2);
+    });
+    producer.start();
+    for (int i = 0; i < 20'000; ++i) REQUIRE(q.get(patience) == std::optional<int>(i));
+    producer.join();
+    CHECK(producer.exitcode() == 0);
 }
 
 TEST_CASE("many producers and many consumers deliver exactly the items put, each once", "[queue]") {

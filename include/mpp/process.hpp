@@ -11,6 +11,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if defined(__GLIBC__)  // defined by the headers above
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -246,6 +249,17 @@ inline void flush_standard_streams() noexcept {
     std::fflush(nullptr);
 }
 
+/// Hands the heap pages malloc keeps free back to the kernel before a fork. fork() copies a
+/// page-table entry for every resident page and the child's exit frees them all again, so a
+/// parent whose malloc holds freed memory (measured: 28 MB after big messages, which made a
+/// no-op Process cost 1-4 ms instead of 0.2 ms) pays for memory it does not use. When nothing
+/// is left to give back this costs a few microseconds; memory in use is untouched.
+inline void release_free_heap() noexcept {
+#if defined(__GLIBC__)
+    ::malloc_trim(0);
+#endif
+}
+
 }  // namespace detail
 
 /// CPUs this process may actually use: the affinity mask, further limited by a cgroup CPU
@@ -317,6 +331,7 @@ public:
             table.children.push_back(&self.record);  // before the fork, so nothing can fail after it
         }
         detail::flush_standard_streams();
+        detail::release_free_heap();
         // SIGTERM stays blocked across the fork until the child has reset its handler, so an early
         // terminate() can never run the parent's handler in the child.
         sigset_t term, previous;

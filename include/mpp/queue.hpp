@@ -35,11 +35,22 @@ class SimpleQueue;
 namespace detail {
 /// What every queue handle points at.
 struct queue_state {
-    explicit queue_state(std::size_t maxsize) : messages(maxsize) {}
+    queue_state(std::size_t maxsize, std::size_t slot_bytes) : messages(maxsize, slot_bytes) {}
     message_queue messages;
     task_counter tasks;  // used by JoinableQueue only; 16 bytes are cheaper than a second type
 };
 inline constexpr std::uint32_t queue_handle_kind = 0x5155'4555;  // "QUEU"
+
+/// The slot size of a Queue<T>: values that are their own bytes take the smallest slot they
+/// fit (an int or a double: 16 bytes, four to a cache line); everything else the largest.
+template <class T>
+constexpr std::size_t queue_slot_bytes() {
+    if constexpr (bitwise<T>()) {
+        for (std::size_t bytes = message_queue::min_slot_bytes; bytes < message_queue::max_slot_bytes; bytes *= 2)
+            if (sizeof(T) <= bytes - sizeof(std::uint64_t)) return bytes;
+    }
+    return message_queue::max_slot_bytes;
+}
 }  // namespace detail
 
 /// A multi-producer multi-consumer FIFO between processes (and threads), bounded by
@@ -62,7 +73,7 @@ public:
     /// Bounded by the library default: 2^20 messages (see message_queue::default_maxsize).
     Queue() : Queue(0) {}
     /// maxsize 0 means the library default bound, 2^20 messages.
-    explicit Queue(std::size_t maxsize) : state_(state_ref::make(maxsize)) {}
+    explicit Queue(std::size_t maxsize) : state_(state_ref::make(maxsize, detail::queue_slot_bytes<T>())) {}
 
     // Copies share the queue. There are no move operations on purpose: "moving" copies, so
     // a moved-from handle still refers to its queue instead of crashing when used.
