@@ -22,7 +22,7 @@ namespace mpp::detail {
 
 /// Consecutive items of one job, still encoded (each framed by its length).
 struct chunk_piece {
-    std::shared_ptr<const std::vector<std::byte>> block;  // keeps `items` alive
+    std::shared_ptr<const void> block;  // keeps `items` alive
     std::span<const std::byte> items;
     std::size_t first_index = 0;
     std::uint32_t count = 0;
@@ -98,10 +98,16 @@ public:
 
     /// Adds `count` framed items; `last` marks the end of the input.
     void add_items(std::vector<std::byte> bytes, std::size_t count, bool last) {
+        auto block = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+        const std::span<const std::byte> items(*block);
+        add_items(std::move(block), items, count, last);
+    }
+
+    /// As above, for items in memory `owner` keeps alive (a staging lease).
+    void add_items(std::shared_ptr<const void> owner, std::span<const std::byte> items, std::size_t count, bool last) {
         std::lock_guard guard(mutex_);
         if (count > 0) {
-            auto block = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
-            fresh_.push_back(chunk_piece{block, std::span<const std::byte>(*block), total_});
+            fresh_.push_back(chunk_piece{std::move(owner), items, total_});
             fresh_counts_.push_back(count);
             total_ += count;
             fresh_waiting_ += count;
