@@ -478,6 +478,8 @@ private:
         recent_chunk_ns_ = recent_chunk_ns_ == 0 ? elapsed : 0.9 * recent_chunk_ns_ + 0.1 * elapsed;
         chunk.job->deliver(chunk.piece.first_index, chunk.piece.count, results);
         chunk.job->settled(chunk.piece.count);
+        // Its items (perhaps a staging lease) go before the caller can wake and submit the next.
+        chunk.piece.block.reset();
         complete_if_finished(chunk.job);
     }
 
