@@ -617,7 +617,7 @@ TEST_CASE("a worker killed after reading a staged 16 MiB argument: the retry rea
     CHECK(pool.apply_async(checksum_crashing_the_first_time, text, dir.file("marker")).get(hang_guard) == checksum(text));
 }
 
-TEST_CASE("a worker killed while encoding a large result fails only that task; its successor sends large results",
+TEST_CASE("a worker killed while encoding a large result fails only that task and its successor still sends large results",
           "[pool][crash][large]") {
     hang_watchdog watchdog("staged result crash");
     mpp::Pool pool(1);  // one slot: the successor uses the same staging area
