@@ -353,6 +353,45 @@ int crash_the_first_time(std::string marker) {
     return 42;
 }
 
+std::uint64_t checksum(const std::string& text) {
+    std::uint64_t sum = 1469598103934665603ull;
+    for (unsigned char c : text) sum = (sum ^ c) * 1099511628211ull;
+    return sum ^ text.size();
+}
+
+std::string big_text(std::size_t bytes, int seed) {
+    std::string text(bytes, '\0');
+    for (std::size_t i = 0; i < bytes; ++i) text[i] = static_cast<char>((i * 37 + static_cast<std::size_t>(seed)) % 251);
+    return text;
+}
+
+/// Reads its (large, staged) argument, then crashes the first time.
+std::uint64_t checksum_crashing_the_first_time(const std::string& text, std::string marker) {
+    const std::uint64_t sum = checksum(text);
+    crash_the_first_time(std::move(marker));
+    return sum;
+}
+
+/// A large result whose encoding dies halfway, its bytes half written to the staging area.
+struct dies_while_encoded {
+    std::size_t bytes = 0;
+};
+}  // namespace
+
+template <>
+struct mpp::codec<dies_while_encoded> {
+    static void save(mpp::writer& out, const dies_while_encoded& value) {
+        const std::string half(value.bytes / 2, 'h');
+        out.write(half.data(), half.size());
+        die_by_sigkill(0);
+    }
+    static dies_while_encoded load(mpp::reader&) { return {}; }
+};
+
+namespace {
+dies_while_encoded make_dying_result(std::size_t bytes) { return {bytes}; }
+std::string make_big_text(std::size_t bytes, int seed) { return big_text(bytes, seed); }
+
 /// Appends one byte to `log` per run, then crashes: the log's size counts the runs.
 int crash_counting_runs(std::string log) {
     const int fd = ::open(log.c_str(), O_CREAT | O_WRONLY | O_APPEND | O_CLOEXEC, 0600);
@@ -563,6 +602,33 @@ TEST_CASE("a task that crashes its worker the first time succeeds with retries =
     CHECK(pool.apply_async(crash_the_first_time, dir.file("marker")).get(hang_guard) == 42);
     CHECK(std::filesystem::exists(dir.file("marker")));  // the first run did crash
     CHECK(pool.pids() != before);  // and its worker was replaced
+}
+
+TEST_CASE("a worker killed after reading a staged 16 MiB argument: the retry reads the same bytes",
+          "[pool][crash][retries][large]") {
+    hang_watchdog watchdog("staged argument retry");
+    temp_dir dir;
+    mpp::PoolOptions options;
+    options.processes = 2;
+    options.retries = 1;
+    mpp::Pool pool(options);
+    const std::string text = big_text(std::size_t{16} << 20, 5);
+    CHECK(pool.apply_async(checksum_crashing_the_first_time, text, dir.file("marker")).get(hang_guard) == checksum(text));
+    CHECK(std::filesystem::exists(dir.file("marker")));  // the first run did crash
+    CHECK(pool.apply_async(checksum_crashing_the_first_time, text, dir.file("marker")).get(hang_guard) == checksum(text));
+}
+
+TEST_CASE("a worker killed while encoding a large result fails only that task and its successor still sends large results",
+          "[pool][crash][large]") {
+    hang_watchdog watchdog("staged result crash");
+    mpp::Pool pool(1);  // one slot: the successor uses the same staging area
+    for (int round = 0; round < 3; ++round) {
+        INFO("round " << round);
+        auto lost = pool.apply_async(make_dying_result, std::size_t{8} << 20);
+        CHECK(worker_lost_from(lost).signal() == SIGKILL);
+        CHECK(pool.apply_async(make_big_text, std::size_t{8} << 20, round).get(hang_guard) == big_text(std::size_t{8} << 20, round));
+        CHECK(pool.apply_async(make_big_text, std::size_t{100}, round).get(hang_guard) == big_text(100, round));
+    }
 }
 
 TEST_CASE("a task that crashes its worker the first time fails with WorkerLost when retries = 0",

@@ -160,6 +160,23 @@ std::string big_string(std::size_t bytes) {
 
 std::size_t string_size(const std::string& text) { return text.size(); }
 
+/// Bytes that depend on their position and on `seed`, so a byte moved, lost or
+/// taken from another message shows up in a comparison.
+std::string pattern(std::size_t bytes, int seed) {
+    std::string text(bytes, '\0');
+    for (std::size_t i = 0; i < bytes; ++i)
+        text[i] = static_cast<char>((i * 131 + i / 4093 + static_cast<std::size_t>(seed) * 7) % 253);
+    return text;
+}
+
+std::uint64_t checksum(const std::string& text) {
+    std::uint64_t sum = 1469598103934665603ull;
+    for (unsigned char c : text) sum = (sum ^ c) * 1099511628211ull;
+    return sum ^ text.size();
+}
+
+std::string pattern_of(std::pair<std::size_t, int> job) { return pattern(job.first, job.second); }
+
 template <class E>
 int throws_standard(int) {
     throw E("standard failure of " + std::string(typeid(E).name()));
@@ -602,6 +619,89 @@ TEST_CASE("a 64 MiB argument and a 64 MiB result make the round trip intact", "[
     }
     CHECK(mismatches == 0);
     CHECK(pool.apply(string_size, std::move(text)) == size);
+}
+
+TEST_CASE("messages around the ring, staging threshold and staging area sizes arrive intact both ways",
+          "[pool][values][large]") {
+    // The message around a string of n bytes: length word, headers, status and the string's length.
+    const std::size_t result_overhead = 8 + sizeof(mpp::detail::result_header) + 1 + 8;
+    const std::size_t threshold = mpp::detail::staging_threshold;
+    const std::size_t area = mpp::detail::result_staging_bytes;
+    for (std::size_t ring : {std::size_t{0}, std::size_t{4096}}) {
+        mpp::PoolOptions options;
+        options.processes = 2;
+        options.ring_bytes = ring;
+        mpp::Pool pool(options);
+        const std::size_t ring_capacity = ring == 0 ? mpp::detail::default_ring_bytes : ring;
+        std::vector<std::size_t> sizes{0,
+                                       1,
+                                       ring_capacity - 64,
+                                       ring_capacity,
+                                       ring_capacity + 1,
+                                       threshold - result_overhead - 1,
+                                       threshold - result_overhead,
+                                       threshold - 16,
+                                       threshold,
+                                       threshold + 1,
+                                       std::size_t{5} << 20};
+        if (ring == 0) {
+            // The largest result that fits the worker's staging area, and one byte more (through the ring).
+            sizes.push_back(area - result_overhead);
+            sizes.push_back(area - result_overhead + 1);
+        }
+        int seed = 0;
+        for (std::size_t size : sizes) {
+            INFO("ring " << ring_capacity << ", " << size << " bytes");
+            ++seed;
+            const std::string text = pattern(size, seed);
+            CHECK(pool.apply(checksum, text) == checksum(text));
+            CHECK(pool.apply(pattern, size, seed) == text);
+        }
+    }
+}
+
+TEST_CASE("an argument larger than the task staging area, and more large arguments than fit in it at once, "
+          "arrive intact",
+          "[pool][values][large]") {
+    mpp::Pool pool(2);
+    const std::string huge = pattern(mpp::detail::task_staging_bytes + 1, 3);
+    CHECK(pool.apply(checksum, huge) == checksum(huge));
+    // Five 60 MiB arguments in flight at once: the area holds four, the fifth takes the rings.
+    std::vector<std::string> texts;
+    std::vector<mpp::AsyncResult<std::uint64_t>> sums;
+    for (int i = 0; i < 5; ++i) texts.push_back(pattern(std::size_t{60} << 20, 10 + i));
+    for (const std::string& text : texts) sums.push_back(pool.apply_async(checksum, text));
+    for (std::size_t i = 0; i < texts.size(); ++i) CHECK(sums[i].get() == checksum(texts[i]));
+}
+
+TEST_CASE("many large messages in a row, between small ones, arrive intact", "[pool][values][large]") {
+    mpp::Pool pool(2);
+    for (int i = 0; i < 24; ++i) {
+        INFO("message " << i);
+        const std::size_t size = (std::size_t{1} << 20) * static_cast<std::size_t>(1 + (i * 5) % 9) + static_cast<std::size_t>(i);
+        const std::string text = pattern(size, i);
+        CHECK(pool.apply(checksum, text) == checksum(text));
+        CHECK(pool.apply(pattern, size, i) == text);
+        CHECK(pool.apply(square, i) == i * i);
+        CHECK(pool.apply(pattern, std::size_t{100}, i) == pattern(100, i));
+    }
+}
+
+TEST_CASE("large results from several workers at once arrive intact and in their places", "[pool][values][large]") {
+    mpp::Pool pool(4);
+    std::vector<std::pair<std::size_t, int>> jobs;
+    for (int i = 0; i < 24; ++i) jobs.emplace_back((std::size_t{3} << 20) + static_cast<std::size_t>(i) * 4099, i);
+    const std::vector<std::string> results = pool.map(pattern_of, jobs, 1);
+    REQUIRE(results.size() == jobs.size());
+    for (std::size_t i = 0; i < jobs.size(); ++i) CHECK(results[i] == pattern_of(jobs[i]));
+    std::size_t seen = 0;
+    for (const std::string& result : pool.imap_unordered(pattern_of, jobs)) {
+        const auto match = std::find_if(jobs.begin(), jobs.end(), [&](const auto& job) { return job.first == result.size(); });
+        REQUIRE(match != jobs.end());
+        CHECK(result == pattern_of(*match));
+        ++seen;
+    }
+    CHECK(seen == jobs.size());
 }
 
 TEST_CASE("a ring of 4 KiB still carries messages of a megabyte each way", "[pool][options]") {

@@ -755,3 +755,49 @@ TEST_CASE("random mutations of a valid encoding never crash, over-read or over-a
     CHECK(rejected > 1000);  // most damage is detected...
     CHECK(accepted > 0);     // ...and flips inside payload bytes still decode to some value
 }
+
+TEST_CASE("a writer over fixed memory keeps its bytes there until one does not fit, then moves them all",
+          "[serializer][writer]") {
+    std::vector<std::byte> memory(64, std::byte{0xEE});
+    mpp::writer out;
+    out.write("ab", 2);
+    mpp::detail::writer_storage::use_fixed(out, memory);
+    REQUIRE(mpp::detail::writer_storage::in_fixed(out));
+    CHECK(out.bytes().data() == memory.data());  // the bytes written before moved in
+    mpp::binary_serializer::save(out, std::string(40, 'x'));
+    std::byte* zeroed = out.extend(4);
+    CHECK(std::all_of(zeroed, zeroed + 4, [](std::byte b) { return b == std::byte{0}; }));
+    out.truncate(out.size() - 4);
+    CHECK(mpp::detail::writer_storage::in_fixed(out));
+    CHECK(out.size() == 2 + 8 + 40);
+    mpp::binary_serializer::save(out, std::string(40, 'y'));  // does not fit: moves to the writer's own buffer
+    CHECK_FALSE(mpp::detail::writer_storage::in_fixed(out));
+    const std::vector<std::byte> bytes = std::move(out).take();
+    REQUIRE(bytes.size() == 2 + 2 * (8 + 40));
+    CHECK(static_cast<char>(bytes[0]) == 'a');
+    mpp::reader in(std::span<const std::byte>(bytes).subspan(2));
+    CHECK(mpp::binary_serializer::load<std::string>(in) == std::string(40, 'x'));
+    CHECK(mpp::binary_serializer::load<std::string>(in) == std::string(40, 'y'));
+    in.expect_end();
+}
+
+TEST_CASE("a writer's fixed bytes survive take() and use_owned()", "[serializer][writer]") {
+    std::vector<std::byte> memory(32);
+    mpp::writer out;
+    mpp::detail::writer_storage::use_fixed(out, memory);
+    out.write("hello", 5);
+    mpp::detail::writer_storage::use_owned(out);
+    CHECK_FALSE(mpp::detail::writer_storage::in_fixed(out));
+    out.write("!", 1);
+    const std::vector<std::byte> bytes = std::move(out).take();
+    CHECK(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()) == "hello!");
+}
+
+TEST_CASE("strings and vectors of several MiB decode intact into prefaulted buffers", "[serializer][large]") {
+    std::string text(std::size_t{9} << 20, '\0');
+    for (std::size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>(i % 241);
+    CHECK(mpp::loads<std::string>(mpp::dumps(text)) == text);
+    std::vector<std::uint32_t> numbers(std::size_t{3} << 20);
+    for (std::size_t i = 0; i < numbers.size(); ++i) numbers[i] = static_cast<std::uint32_t>(i * 2654435761u);
+    CHECK(mpp::loads<std::vector<std::uint32_t>>(mpp::dumps(numbers)) == numbers);
+}

@@ -106,19 +106,29 @@ public:
         } else {
             detail::item_block_writer items(item_stride<packed>());
             items.begin_item();
+            std::shared_ptr<detail::staging_memory::lease> staged;
             if constexpr (std::same_as<Serializer, binary_serializer> && (serializable<std::decay_t<Args>> && ...)) {
                 // A tuple's binary encoding is its elements back to back: encode the
                 // arguments where they are instead of copying them into a tuple first,
                 // into a buffer sized once (a 64 MiB argument is copied once, not thrice).
                 std::size_t size = 16;
                 ((size = detail::saturating_add(size, detail::binary_size_hint(static_cast<const std::decay_t<Args>&>(args)))), ...);
+                // A large one goes straight into shared memory, where the worker decodes it.
+                if (size != detail::unknown_size && size >= detail::staging_threshold)
+                    staged = core_->staging().allocate(size);
+                if (staged) detail::writer_storage::use_fixed(items.out(), staged->bytes());
                 if (size != detail::unknown_size) items.out().reserve(size);
                 (save_with<Serializer>(items.out(), static_cast<const std::decay_t<Args>&>(args)), ...);
             } else {
                 save_with<Serializer>(items.out(), packed(std::forward<Args>(args)...));
             }
             items.end_item();
-            job->add_items(std::move(items).take(), 1, true);
+            if (staged && detail::writer_storage::in_fixed(items.out())) {
+                const std::span<const std::byte> bytes = items.out().bytes();
+                job->add_items(std::move(staged), bytes, 1, true);
+            } else {
+                job->add_items(std::move(items).take(), 1, true);
+            }
         }
         core_->submit(std::move(job), "apply_async");
         return AsyncResult<R>(std::move(state));

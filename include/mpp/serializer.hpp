@@ -4,6 +4,7 @@
 // SerializationError; it never reads out of bounds or allocates more than the input can describe.
 #pragma once
 
+#include <mpp/detail/bulk_memory.hpp>
 #include <mpp/errors.hpp>
 
 #include <algorithm>
@@ -41,6 +42,7 @@ static_assert(std::endian::native == std::endian::little, "mpp's binary format i
 
 namespace detail {
 class nesting_guard;
+struct writer_storage;
 }
 
 /// Appends encoded bytes to a buffer it owns. Cheap to reuse: clear() keeps the capacity.
@@ -51,30 +53,111 @@ public:
     void write(std::span<const std::byte> bytes) { write(bytes.data(), bytes.size()); }
     void write(const void* data, std::size_t size) {
         if (size == 0) return;
+        if (fixed_ != nullptr) {
+            if (size <= fixed_capacity_ - fixed_size_) {
+                std::memcpy(fixed_ + fixed_size_, data, size);
+                fixed_size_ += size;
+                return;
+            }
+            spill(size);
+        }
         const auto* first = static_cast<const std::byte*>(data);
         buffer_.insert(buffer_.end(), first, first + size);  // one memmove, geometric growth
     }
     /// Appends n bytes (zeroed) and returns where they start, for the caller to fill in place.
     std::byte* extend(std::size_t n) {
+        if (fixed_ != nullptr) {
+            if (n <= fixed_capacity_ - fixed_size_) {
+                std::byte* start = fixed_ + fixed_size_;
+                std::memset(start, 0, n);
+                fixed_size_ += n;
+                return start;
+            }
+            spill(n);
+        }
         const std::size_t old_size = buffer_.size();
         buffer_.resize(old_size + n);
         return buffer_.data() + old_size;
     }
-    std::size_t size() const noexcept { return buffer_.size(); }
-    std::span<const std::byte> bytes() const noexcept { return buffer_; }
-    std::vector<std::byte> take() && { return std::move(buffer_); }
-    void clear() noexcept { buffer_.clear(); }
+    std::size_t size() const noexcept { return fixed_ != nullptr ? fixed_size_ : buffer_.size(); }
+    std::span<const std::byte> bytes() const noexcept {
+        if (fixed_ != nullptr) return {fixed_, fixed_size_};
+        return buffer_;
+    }
+    std::vector<std::byte> take() && {
+        if (fixed_ != nullptr) spill(0);
+        return std::move(buffer_);
+    }
+    void clear() noexcept {
+        fixed_size_ = 0;
+        buffer_.clear();
+    }
     /// Drops everything after the first `size` bytes (undoes a partial encode).
     void truncate(std::size_t size) noexcept {
-        if (size < buffer_.size()) buffer_.resize(size);
+        if (fixed_ != nullptr) {
+            fixed_size_ = std::min(fixed_size_, size);
+        } else if (size < buffer_.size()) {
+            buffer_.resize(size);
+        }
     }
-    void reserve(std::size_t n) { buffer_.reserve(n); }
+    void reserve(std::size_t n) {
+        if (fixed_ != nullptr) {
+            if (n <= fixed_capacity_) return;
+            spill(n - fixed_size_);
+        }
+        if (n <= buffer_.capacity()) return;
+        buffer_.reserve(n);
+        // A large encoding fills what it reserved: fault it in at once.
+        detail::prefault_for_overwrite(buffer_.data() + buffer_.size(), buffer_.capacity() - buffer_.size());
+    }
 
 private:
     friend class detail::nesting_guard;
+    friend struct detail::writer_storage;
+
+    /// Leaves fixed storage for the owned buffer, with room for `more` bytes.
+    void spill(std::size_t more) {
+        const std::byte* old = fixed_;
+        const std::size_t old_size = fixed_size_;
+        fixed_ = nullptr;
+        fixed_size_ = 0;
+        fixed_capacity_ = 0;
+        buffer_.clear();
+        reserve(more == 0 ? old_size : std::max(old_size + more, 2 * old_size));  // take(): exact
+        buffer_.assign(old, old + old_size);
+    }
+
     std::vector<std::byte> buffer_;
+    // While set (by the pool, through writer_storage), bytes go into this
+    // caller-provided memory; a write that does not fit moves them to buffer_.
+    std::byte* fixed_ = nullptr;
+    std::size_t fixed_size_ = 0;
+    std::size_t fixed_capacity_ = 0;
     std::size_t depth_ = 0;  // containers being encoded right now; bounds recursion
 };
+
+namespace detail {
+/// The pool's access to a writer's storage: encode straight into shared memory.
+struct writer_storage {
+    /// From now on bytes go into `memory` (those written so far are copied
+    /// there first), until one does not fit: then all move to the owned buffer.
+    static void use_fixed(writer& out, std::span<std::byte> memory) noexcept {
+        const std::span<const std::byte> so_far = out.bytes();
+        if (so_far.size() > memory.size()) return;
+        if (!so_far.empty() && so_far.data() != memory.data()) std::memmove(memory.data(), so_far.data(), so_far.size());
+        out.fixed_size_ = so_far.size();
+        out.fixed_ = memory.data();
+        out.fixed_capacity_ = memory.size();
+        out.buffer_.clear();
+    }
+    /// Back to the owned buffer (the bytes so far move with it).
+    static void use_owned(writer& out) {
+        if (out.fixed_ != nullptr) out.spill(0);
+    }
+    /// True while every byte written so far is in the fixed memory.
+    static bool in_fixed(const writer& out) noexcept { return out.fixed_ != nullptr; }
+};
+}  // namespace detail
 
 /// A bounds-checked cursor over bytes it does not own (they must outlive it).
 class reader {
@@ -402,6 +485,14 @@ struct builtin_codec<std::basic_string<C, Traits, Alloc>> {
     static string load(reader& in) {
         const std::size_t count = load_count<C>(in, "std::basic_string");
         const auto bytes = in.read(count * sizeof(C));
+        if (bytes.size() >= detail::bulk_prefault_bytes) {
+            // A large string: fault its fresh buffer in at once, then one copy.
+            string value;
+            value.reserve(count);
+            detail::prefault_for_overwrite(value.data(), bytes.size());
+            value.append(reinterpret_cast<const C*>(bytes.data()), count);  // C is bitwise (encodable)
+            return value;
+        }
         if constexpr (sizeof(C) == 1) {
             return string(reinterpret_cast<const C*>(bytes.data()), count);  // one copy
         } else {
@@ -487,6 +578,10 @@ struct builtin_codec<std::vector<T, Alloc>> {
             // Aligned bytes (the usual case: dumps() output, aligned ring slots) are read as Ts by
             // one memmove; misaligned ones through an iterator doing one small memcpy per element.
             if (count == 0) return value;
+            if (bytes.size() >= detail::bulk_prefault_bytes) {
+                value.reserve(count);
+                detail::prefault_for_overwrite(value.data(), bytes.size());
+            }
             if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) == 0) {
                 const T* first = reinterpret_cast<const T*>(bytes.data());
                 value.assign(first, first + count);

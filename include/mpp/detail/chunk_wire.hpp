@@ -63,7 +63,15 @@ struct chunk_header {
     std::uint32_t count;        // tasks in the chunk
     std::uint32_t track_time;   // 1: record each task's start (task_timeout is on)
     std::uint64_t callable_bytes;
+    // Items left in the pool's task staging area (staging.hpp), read there by
+    // the worker instead of following in the message; null when they follow.
+    const std::byte* staged_items = nullptr;
+    std::uint64_t staged_item_bytes = 0;
 };
+
+/// Set in a message's length word when the message itself waits in the
+/// sender's staging area and only this word travels through the ring.
+inline constexpr std::uint64_t staged_message_bit = std::uint64_t{1} << 63;
 
 /// Precedes every result message.
 struct result_header {

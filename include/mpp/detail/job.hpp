@@ -23,7 +23,7 @@ namespace mpp::detail {
 
 /// Consecutive items of one job, still encoded (each framed by its length).
 struct chunk_piece {
-    std::shared_ptr<const std::vector<std::byte>> block;  // keeps `items` alive (null: the job owns them)
+    std::shared_ptr<const void> block;  // keeps `items` alive (null: the job owns them)
     std::span<const std::byte> items;
     std::size_t first_index = 0;
     std::uint32_t count = 0;
@@ -104,10 +104,16 @@ public:
 
     /// Adds `count` framed items; `last` marks the end of the input.
     void add_items(std::vector<std::byte> bytes, std::size_t count, bool last) {
+        auto block = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
+        const std::span<const std::byte> items(*block);
+        add_items(std::move(block), items, count, last);
+    }
+
+    /// As above, for items in memory `owner` keeps alive (a staging lease).
+    void add_items(std::shared_ptr<const void> owner, std::span<const std::byte> items, std::size_t count, bool last) {
         std::lock_guard guard(mutex_);
         if (count > 0) {
-            auto block = std::make_shared<const std::vector<std::byte>>(std::move(bytes));
-            fresh_.push_back(fresh_block{chunk_piece{block, std::span<const std::byte>(*block), total_}, count});
+            fresh_.push_back(fresh_block{chunk_piece{std::move(owner), items, total_}, count});
             total_ += count;
             fresh_waiting_ += count;
         }

@@ -40,6 +40,7 @@
 #include "mpp/detail/job.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/detail/spsc_ring.hpp"
+#include "mpp/detail/staging.hpp"
 #include "mpp/detail/worker_loop.hpp"
 #include "mpp/errors.hpp"
 #include "mpp/pool_options.hpp"
@@ -57,7 +58,8 @@ public:
         alignas(cache_line) std::atomic<std::uint32_t> deaths{0};  // bumped by the fork server per death notice
     };
 
-    pool_memory(std::size_t workers, std::size_t ring_bytes) : workers_(workers), ring_bytes_(ring_bytes) {
+    pool_memory(std::size_t workers, std::size_t ring_bytes)
+        : workers_(workers), ring_bytes_(ring_bytes), staging_(std::make_shared<staging_memory>(workers)) {
         bytes_ = round_up(sizeof(header)) + workers * round_up(sizeof(worker_slot)) +
                  2 * workers * spsc_ring::footprint(ring_bytes);
         void* mapping = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -86,13 +88,17 @@ public:
         fresh->tasks = ::new (rings) spsc_ring(ring_bytes_, &fresh->task_readable, &doorbell);
         fresh->results =
             ::new (rings + spsc_ring::footprint(ring_bytes_)) spsc_ring(ring_bytes_, &doorbell, &fresh->result_writable);
+        fresh->result_staging = staging_->result_area(i);
     }
+
+    staging_memory& staging() const noexcept { return *staging_; }
 
 private:
     static constexpr std::size_t round_up(std::size_t n) noexcept { return (n + cache_line - 1) / cache_line * cache_line; }
 
     std::size_t workers_;
     std::size_t ring_bytes_;
+    std::shared_ptr<staging_memory> staging_;  // shared: leases may outlive the pool
     std::size_t bytes_ = 0;
     std::byte* base_ = nullptr;
 };
@@ -145,6 +151,9 @@ public:
     pool_core& operator=(const pool_core&) = delete;
 
     std::size_t size() const noexcept { return processes_; }
+
+    /// Where callers encode large arguments so that workers read them in place.
+    staging_memory& staging() const noexcept { return memory_.staging(); }
 
     std::vector<pid_t> pids() const {
         std::unique_lock guard(control_mutex_);
@@ -249,7 +258,7 @@ private:
         // The result message being assembled.
         std::array<std::byte, sizeof(std::uint64_t)> length_bytes{};
         std::size_t length_got = 0;
-        std::vector<std::byte> incoming;
+        byte_buffer incoming;
         std::size_t incoming_got = 0;
     };
 
@@ -405,9 +414,12 @@ private:
     bool write_into(worker_state& worker, spsc_ring& ring) {
         bool progressed = false;
         while (worker.writing < worker.chunks.size()) {
-            const sent_chunk& chunk = worker.chunks[worker.writing];
-            const std::array<std::span<const std::byte>, 3> parts{std::span<const std::byte>(chunk.prefix),
-                                                                 chunk.job->callable(), chunk.piece.items};
+            sent_chunk& chunk = worker.chunks[worker.writing];
+            const bool staged = memory_.staging().holds(chunk.piece.items);
+            if (staged && worker.written == 0) point_at_staged_items(chunk);
+            const std::array<std::span<const std::byte>, 3> parts{
+                std::span<const std::byte>(chunk.prefix), chunk.job->callable(),
+                staged ? std::span<const std::byte>() : chunk.piece.items};
             std::size_t offset = worker.written;
             for (auto part : parts) {
                 if (offset >= part.size()) {
@@ -437,16 +449,32 @@ private:
         return progressed;
     }
 
+    /// Items already in the staging area stay there: the message carries where
+    /// they are instead of the items themselves.
+    static void point_at_staged_items(sent_chunk& chunk) noexcept {
+        std::uint64_t length = 0;
+        chunk_header header{};
+        std::memcpy(&length, chunk.prefix.data(), sizeof length);
+        std::memcpy(&header, chunk.prefix.data() + sizeof length, sizeof header);
+        if (header.staged_items != nullptr) return;  // done on an earlier call
+        header.staged_items = chunk.piece.items.data();
+        header.staged_item_bytes = chunk.piece.items.size();
+        length -= chunk.piece.items.size();
+        std::memcpy(chunk.prefix.data(), &length, sizeof length);
+        std::memcpy(chunk.prefix.data() + sizeof length, &header, sizeof header);
+    }
+
     /// Reads every complete result message a worker has written.
     bool receive_results(worker_state& worker) {
         if (!worker.alive && worker.chunks.empty()) return false;
-        spsc_ring& ring = *memory_.slot(static_cast<std::size_t>(&worker - workers_.data())).results;
-        const bool progressed = read_from(worker, ring);
+        worker_slot& slot = memory_.slot(static_cast<std::size_t>(&worker - workers_.data()));
+        spsc_ring& ring = *slot.results;
+        const bool progressed = read_from(worker, ring, slot);
         if (progressed) ring.publish_read();
         return progressed;
     }
 
-    bool read_from(worker_state& worker, spsc_ring& ring) {
+    bool read_from(worker_state& worker, spsc_ring& ring, worker_slot& slot) {
         bool progressed = false;
         for (;;) {
             if (worker.length_got < worker.length_bytes.size()) {
@@ -456,22 +484,33 @@ private:
                 if (worker.length_got < worker.length_bytes.size()) return progressed;
                 std::uint64_t length = 0;
                 std::memcpy(&length, worker.length_bytes.data(), sizeof length);
-                worker.incoming.resize(static_cast<std::size_t>(length));
+                if ((length & staged_message_bit) != 0) {
+                    // The message waits in the worker's staging area: decode it there.
+                    length &= ~staged_message_bit;
+                    worker.length_got = 0;
+                    progressed = true;
+                    if (length + sizeof length <= slot.result_staging.size())
+                        complete_chunk(worker, slot.result_staging.subspan(sizeof length, length));
+                    // release: our reads of the staged bytes are done before the worker reuses them.
+                    slot.result_staged.store(0, std::memory_order_release);
+                    continue;
+                }
+                worker.incoming.reset(static_cast<std::size_t>(length));
                 worker.incoming_got = 0;
             }
-            const std::size_t n = ring.try_read(std::span(worker.incoming).subspan(worker.incoming_got));
+            const std::size_t n = ring.try_read(std::span<std::byte>(worker.incoming).subspan(worker.incoming_got));
             worker.incoming_got += n;
             progressed |= n > 0;
             if (worker.incoming_got < worker.incoming.size()) return progressed;
             worker.length_got = 0;
-            complete_chunk(worker);
+            complete_chunk(worker, std::as_const(worker.incoming));
             progressed = true;
         }
     }
 
-    void complete_chunk(worker_state& worker) {
+    void complete_chunk(worker_state& worker, std::span<const std::byte> message) {
         result_header header{};
-        std::memcpy(&header, worker.incoming.data(), sizeof header);
+        std::memcpy(&header, message.data(), sizeof header);
         if (worker.chunks.empty() || worker.chunks.front().seq != header.seq) {
             // Cannot happen with a well-behaved worker; refuse to guess which tasks these are.
             return;
@@ -479,12 +518,14 @@ private:
         sent_chunk chunk = std::move(worker.chunks.front());
         worker.chunks.pop_front();
         --worker.writing;
-        reader results(std::span<const std::byte>(worker.incoming).subspan(sizeof header));
+        reader results(message.subspan(sizeof header));
         chunk.job->plan().record(header.count, header.elapsed_ns);
         const auto elapsed = static_cast<double>(header.elapsed_ns);
         recent_chunk_ns_ = recent_chunk_ns_ == 0 ? elapsed : 0.9 * recent_chunk_ns_ + 0.1 * elapsed;
         chunk.job->deliver(chunk.piece.first_index, chunk.piece.count, results);
         chunk.job->settled(chunk.piece.count);
+        // Its items (perhaps a staging lease) go before the caller can wake and submit the next.
+        chunk.piece.block.reset();
         complete_if_finished(chunk.job);
     }
 

@@ -5,15 +5,20 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <span>
+#include <utility>
 #include <vector>
 
+#include "mpp/detail/bulk_memory.hpp"
 #include "mpp/detail/chunk_wire.hpp"
 #include "mpp/detail/spsc_ring.hpp"
+#include "mpp/detail/staging.hpp"
 
 namespace mpp::detail {
 
@@ -24,6 +29,10 @@ struct worker_slot {
     alignas(cache_line) eventcount result_writable;  // ... and here waiting for result space
     spsc_ring* tasks = nullptr;                      // pool -> worker
     spsc_ring* results = nullptr;                    // worker -> pool
+    // Large results are encoded here and decoded in place (staging.hpp). The
+    // worker sets result_staged when it sends one; the pool clears it once decoded.
+    std::span<std::byte> result_staging;
+    alignas(cache_line) std::atomic<std::uint32_t> result_staged{0};
 };
 
 [[noreturn]] inline void run_worker(worker_slot& slot, const std::function<void()>& initializer,
@@ -40,13 +49,13 @@ struct worker_slot {
         }
     }
 
-    std::vector<std::byte> message;
+    byte_buffer message;  // kept: a stream of large messages reuses memory already faulted in
     writer results;
     std::size_t tasks_run = 0;
     for (;;) {
         std::uint64_t message_length = 0;
         slot.tasks->read_all(std::as_writable_bytes(std::span(&message_length, 1)));
-        message.resize(static_cast<std::size_t>(message_length));
+        message.reset(static_cast<std::size_t>(message_length));
         slot.tasks->read_all(message);
         slot.tasks->publish_drained();  // our last queued chunk: a napping pool sends more now
 
@@ -56,15 +65,25 @@ struct worker_slot {
 
         slot.progress.tasks_done.store(0, std::memory_order_relaxed);
         slot.progress.running_seq.store(header.seq, std::memory_order_relaxed);
-        const std::span<const std::byte> body = std::span<const std::byte>(message).subspan(sizeof header);
+        const std::span<const std::byte> body = std::span<const std::byte>(std::as_const(message)).subspan(sizeof header);
+        const std::span<const std::byte> items =
+            header.staged_items != nullptr
+                ? std::span<const std::byte>(header.staged_items, static_cast<std::size_t>(header.staged_item_bytes))
+                : body.subspan(header.callable_bytes);
 
         // The message: its length, the result header, then each task's outcome.
+        // Encoded in the staging area while the pool is done with it, so a large
+        // one need not be copied again; a small one is copied into the ring.
+        // acquire: the pool has finished decoding the staged bytes we may now overwrite.
         results.clear();
+        writer_storage::use_owned(results);
+        if (!slot.result_staging.empty() && slot.result_staged.load(std::memory_order_acquire) == 0)
+            writer_storage::use_fixed(results, slot.result_staging);
         results.extend(sizeof(std::uint64_t) + sizeof(result_header));
         const std::int64_t started = steady_now_ns();
         {
             chunk_context context{reader(body.first(header.callable_bytes)),
-                                  reader(body.subspan(header.callable_bytes)),
+                                  reader(items),
                                   header.count,
                                   results,
                                   slot.progress,
@@ -80,7 +99,14 @@ struct worker_slot {
         auto* message_start = const_cast<std::byte*>(results.bytes().data());  // our own buffer
         std::memcpy(message_start, &length, sizeof length);
         std::memcpy(message_start + sizeof length, &done, sizeof done);
-        slot.results->write_all(results.bytes());
+        if (writer_storage::in_fixed(results) && results.size() >= staging_threshold) {
+            // The ring's release of the word publishes the staged bytes to the pool.
+            slot.result_staged.store(1, std::memory_order_relaxed);
+            const std::uint64_t word = length | staged_message_bit;
+            slot.results->write_all(std::as_bytes(std::span(&word, 1)));
+        } else {
+            slot.results->write_all(results.bytes());
+        }
 
         tasks_run += header.count;
         if (maxtasksperchild != 0 && tasks_run >= maxtasksperchild) ::_exit(0);
