@@ -66,10 +66,20 @@ public:
         // chunk that caught one of a few slow items pulls the mean only by its share.
         measured_ns_ = measured_ns_ * forget + static_cast<double>(elapsed_ns);
         measured_tasks_ = measured_tasks_ * forget + count;
+        const double sample = static_cast<double>(elapsed_ns) / count;
+        fastest_probe_ns_ = fastest_probe_ns_ == 0 ? sample : std::min(fastest_probe_ns_, sample);
+        if (count > first_chunk_tasks) probing_ = false;
     }
 
 private:
-    double ns_per_task() const noexcept { return std::max(measured_ns_ / measured_tasks_, 0.1); }
+    double ns_per_task() const noexcept {
+        // While only probes have come back, trust the fastest: the first chunk a
+        // worker runs is cold (its caches, its buffers' first page faults) and for
+        // trivial tasks costs ten times the rest, which would make the first real
+        // chunks needlessly small. The next chunk's own time corrects an optimist.
+        if (probing_) return std::max(fastest_probe_ns_, 0.1);
+        return std::max(measured_ns_ / measured_tasks_, 0.1);
+    }
 
     static std::size_t tasks_lasting(double ns, double per_task) noexcept {
         return static_cast<std::size_t>(std::clamp(ns / per_task, 1.0, 1e9));
@@ -85,6 +95,8 @@ private:
     std::size_t workers_;
     double measured_ns_ = 0;
     double measured_tasks_ = 0;
+    double fastest_probe_ns_ = 0;  // per task, over the probes
+    bool probing_ = true;          // no chunk larger than a probe has come back yet
 };
 
 }  // namespace mpp::detail
