@@ -62,12 +62,20 @@ public:
     explicit hang_watchdog(std::string what, std::chrono::seconds limit = 240s)
         : thread_([this, what = std::move(what), limit] {
               std::unique_lock lock(mutex_);
+              started_ = true;
+              started_changed_.notify_one();
               if (!done_changed_.wait_for(lock, limit, [this] { return done_; })) {
                   std::fprintf(stderr, "pool_crash_test: '%s' hung for %llds; aborting\n", what.c_str(),
                                static_cast<long long>(limit.count()));
                   std::abort();
               }
-          }) {}
+          }) {
+        // Return only once the thread sleeps: a test that forks next must not fork
+        // while it is still starting up inside the allocator. (ASan's allocator lock,
+        // held at such a fork, stayed locked in the child and hung its pool thread.)
+        std::unique_lock lock(mutex_);
+        started_changed_.wait(lock, [this] { return started_; });
+    }
     ~hang_watchdog() {
         {
             std::lock_guard lock(mutex_);
@@ -82,7 +90,9 @@ public:
 private:
     std::mutex mutex_;
     std::condition_variable done_changed_;
+    std::condition_variable started_changed_;
     bool done_ = false;
+    bool started_ = false;
     std::thread thread_;  // last: starts once the members above exist
 };
 
