@@ -109,7 +109,8 @@ public:
         add_items(std::move(block), items, count, last);
     }
 
-    /// As above, for items in memory `owner` keeps alive (a staging lease).
+    /// As above, for items in memory `owner` keeps alive (a staging lease), or
+    /// with a null owner, in memory the derived job owns for its whole life.
     void add_items(std::shared_ptr<const void> owner, std::span<const std::byte> items, std::size_t count, bool last) {
         std::lock_guard guard(mutex_);
         if (count > 0) {
@@ -118,15 +119,6 @@ public:
             fresh_waiting_ += count;
         }
         if (last) input_done_ = true;
-    }
-
-    /// Adds `count` items whose bytes the derived job owns for its whole life.
-    void add_borrowed_items(std::span<const std::byte> bytes, std::size_t count) {
-        std::lock_guard guard(mutex_);
-        fresh_.push_back(fresh_block{chunk_piece{nullptr, bytes, total_}, count});
-        total_ += count;
-        fresh_waiting_ += count;
-        input_done_ = true;
     }
 
     /// The consumer is gone (an imap view destroyed early): unsent items are

@@ -695,10 +695,8 @@ private:
     void sleep() {
         using namespace std::chrono;
         const std::size_t count = workers_.size();
-        std::vector<char>& wants_results = wants_results_;
-        std::vector<char>& napping = napping_;
-        wants_results.assign(count, 0);
-        napping.assign(count, 0);
+        std::vector<wake_on>& wake = wake_on_;
+        wake.assign(count, wake_on::nothing);
         double nap_ns = std::numeric_limits<double>::infinity();
         for (std::size_t i = 0; i < count; ++i) {
             const worker_state& worker = workers_[i];
@@ -709,7 +707,7 @@ private:
             // unmeasured job's first results calibrate its chunk size.
             if (worker.chunks.size() <= shallow || worker.length_got != 0 ||
                 !worker.chunks.front().job->plan().measured()) {
-                wants_results[i] = 1;
+                wake[i] = wake_on::result;
             } else {
                 // Until only `shallow` chunks are left: what the chunks ahead of them should take.
                 double ahead_ns = 0;
@@ -720,7 +718,7 @@ private:
                 nap_ns = std::min(nap_ns, ahead_ns);
                 // The estimate may be wrong (a few slow tasks skew it): the worker
                 // also rings when it takes its last queued chunk.
-                napping[i] = worker.writing == worker.chunks.size() ? 1 : 0;
+                if (worker.writing == worker.chunks.size()) wake[i] = wake_on::drained;
             }
         }
         auto unwritten = [&](std::size_t i) {
@@ -732,16 +730,16 @@ private:
             if (control_changes_.load(std::memory_order_acquire) != control_seen_) return true;
             if (memory_.shared_header().deaths.load(std::memory_order_acquire) != deaths_seen_) return true;
             for (std::size_t i = 0; i < count; ++i) {
-                if (wants_results[i] && memory_.slot(i).results->readable() > 0) return true;
-                if (napping[i] && memory_.slot(i).tasks->drained()) return true;
+                if (wake[i] == wake_on::result && memory_.slot(i).results->readable() > 0) return true;
+                if (wake[i] == wake_on::drained && memory_.slot(i).tasks->drained()) return true;
                 if (unwritten(i) && memory_.slot(i).tasks->writable() > 0) return true;
             }
             return false;
         };
         auto announce = [&] {
             for (std::size_t i = 0; i < count; ++i) {
-                if (wants_results[i]) memory_.slot(i).results->want_data();
-                if (napping[i]) memory_.slot(i).tasks->want_drained();
+                if (wake[i] == wake_on::result) memory_.slot(i).results->want_data();
+                if (wake[i] == wake_on::drained) memory_.slot(i).tasks->want_drained();
                 if (unwritten(i)) memory_.slot(i).tasks->want_space();
             }
         };
@@ -771,8 +769,10 @@ private:
     std::vector<worker_state> workers_;
     std::deque<std::shared_ptr<job_base>> ready_;  // jobs that may have chunks to send, in submission order
     std::vector<std::shared_ptr<job_base>> jobs_;  // every unfinished job, at its unfinished_slot
-    std::vector<char> wants_results_;  // sleep()'s scratch: workers whose next result should wake us
-    std::vector<char> napping_;        // ... and workers that should wake us when they run dry
+    // sleep()'s scratch: per worker, what should wake us (its next result, or, for a
+    // worker with a deep queue, its taking the last queued chunk).
+    enum class wake_on : std::uint8_t { nothing, result, drained };
+    std::vector<wake_on> wake_on_;
     double recent_chunk_ns_ = 0;  // moving average of chunk run times, all jobs
     std::uint64_t control_seen_ = 0;
     std::uint32_t deaths_seen_ = 0;

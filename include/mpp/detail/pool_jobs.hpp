@@ -94,7 +94,7 @@ public:
     /// Room for the encoded argument (at most inline_argument_bytes), then add_inline_argument().
     std::byte* inline_argument() noexcept { return argument_.data(); }
     void add_inline_argument(std::size_t bytes) {
-        add_borrowed_items(std::span<const std::byte>(argument_.data(), bytes), 1);
+        add_items(nullptr, std::span<const std::byte>(argument_.data(), bytes), 1, true);
     }
 
     void deliver(std::size_t first, std::uint32_t count, reader& results) override {

@@ -123,11 +123,7 @@ public:
     /// Consumer, after taking a whole message: wakes the producer if it asked to
     /// hear when the ring runs dry (so a pool can nap while a worker has work queued).
     void publish_drained() noexcept {
-        std::atomic_thread_fence(std::memory_order_seq_cst);
-        if (wants_drained_.load(std::memory_order_relaxed) == 0) return;
-        if (producer_.position.load(std::memory_order_acquire) != consumer_.position.load(std::memory_order_relaxed))
-            return;  // more to read: not dry yet, the request stands
-        if (wants_drained_.exchange(0, std::memory_order_seq_cst) != 0) writable_event_->notify();
+        if (readable() == 0) wake_if_wanted(wants_drained_, *writable_event_);  // else the request stands
     }
 
     /// Producer: ask to be woken by the publish_drained that finds the ring empty

@@ -120,11 +120,7 @@ void run_chunk(chunk_context& context) {
     }
 
     auto argument = [&](std::uint32_t i) -> Arg {
-        if constexpr (flat_encoded<S, Arg>()) {
-            Arg arg;
-            std::memcpy(static_cast<void*>(&arg), fixed_item_bytes + std::size_t{i} * sizeof(Arg), sizeof(Arg));
-            return arg;
-        } else if constexpr (item_bytes != 0) {
+        if constexpr (item_bytes != 0) {
             return load_fixed<S, Arg>(fixed_item_bytes + std::size_t{i} * item_bytes);
         } else {
             reader item(context.next_item());
