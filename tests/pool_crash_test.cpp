@@ -604,10 +604,7 @@ TEST_CASE("only the crashing task of a map fails and every other task completes"
 TEST_CASE("a task that crashes its worker the first time succeeds with retries = 1", "[pool][crash][retries]") {
     hang_watchdog watchdog("retries = 1");
     temp_dir dir;
-    mpp::PoolOptions options;
-    options.processes = 2;
-    options.retries = 1;
-    mpp::Pool pool(options);
+    mpp::Pool pool(mpp::PoolOptions{.processes = 2, .retries = 1});
     const std::vector<pid_t> before = pool.pids();
     CHECK(pool.apply_async(crash_the_first_time, dir.file("marker")).get(hang_guard) == 42);
     CHECK(std::filesystem::exists(dir.file("marker")));  // the first run did crash
@@ -618,10 +615,7 @@ TEST_CASE("a worker killed after reading a staged 16 MiB argument: the retry rea
           "[pool][crash][retries][large]") {
     hang_watchdog watchdog("staged argument retry");
     temp_dir dir;
-    mpp::PoolOptions options;
-    options.processes = 2;
-    options.retries = 1;
-    mpp::Pool pool(options);
+    mpp::Pool pool(mpp::PoolOptions{.processes = 2, .retries = 1});
     const std::string text = big_text(std::size_t{16} << 20, 5);
     CHECK(pool.apply_async(checksum_crashing_the_first_time, text, dir.file("marker")).get(hang_guard) == checksum(text));
     CHECK(std::filesystem::exists(dir.file("marker")));  // the first run did crash
