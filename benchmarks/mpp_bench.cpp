@@ -348,26 +348,34 @@ void bench_pool_workloads(Report& report, Config& c, std::size_t processes) {
     }
 }
 
+// Items per second that one child process streams to this one: the child calls
+// send(i) for i = 0..n (item 0 is the start signal), and this process is timed
+// from the first item on, over n calls of receive().
+template <class Send, class Receive>
+double streamed_rate(std::size_t n, Send send, Receive receive) {
+    mpp::Process producer([send, n]() mutable {
+        for (std::size_t i = 0; i <= n; ++i) send(static_cast<int>(i));
+    });
+    producer.start();
+    sink = static_cast<unsigned>(receive());
+    const auto start = clock_type::now();
+    std::uint64_t sum = 0;
+    for (std::size_t i = 0; i < n; ++i) sum += static_cast<unsigned>(receive());
+    const double rate = static_cast<double>(n) / seconds_since(start);
+    sink = sum;
+    producer.join();
+    return rate;
+}
+
 void bench_primitives(Report& report, const Config& c) {
     const int runs = c.runs;
 
     // Queue: one producer process, the consumer is this process; timed from the first item.
     {
         std::vector<double> rates;
-        const std::size_t n = c.queue_items;
         for (int r = 0; r < runs; ++r) {
             mpp::Queue<int> q;
-            mpp::Process producer([q, n] {
-                for (std::size_t i = 0; i <= n; ++i) q.put(static_cast<int>(i));  // item 0 is the start signal
-            });
-            producer.start();
-            sink = static_cast<unsigned>(q.get());
-            const auto start = clock_type::now();
-            std::uint64_t sum = 0;
-            for (std::size_t i = 0; i < n; ++i) sum += static_cast<unsigned>(q.get());
-            rates.push_back(static_cast<double>(n) / seconds_since(start));
-            sink = sum;
-            producer.join();
+            rates.push_back(streamed_rate(c.queue_items, [q](int x) mutable { q.put(x); }, [&q] { return q.get(); }));
         }
         report.add("queue_put_get", "items/s", rates, true);
     }
@@ -406,22 +414,12 @@ void bench_primitives(Report& report, const Config& c) {
     // Pipe one way: the child sends, this process receives; timed from the first message.
     {
         std::vector<double> rates;
-        const std::size_t n = c.pipe_messages;
         for (int r = 0; r < runs; ++r) {
             auto ends = mpp::Pipe<int>();
             auto here = ends.first;
             auto there = ends.second;
-            mpp::Process sender([there, n] {
-                for (std::size_t i = 0; i <= n; ++i) there.send(static_cast<int>(i));  // item 0 is the start signal
-            });
-            sender.start();
-            sink = static_cast<unsigned>(here.recv());
-            const auto start = clock_type::now();
-            std::uint64_t sum = 0;
-            for (std::size_t i = 0; i < n; ++i) sum += static_cast<unsigned>(here.recv());
-            rates.push_back(static_cast<double>(n) / seconds_since(start));
-            sink = sum;
-            sender.join();
+            rates.push_back(streamed_rate(c.pipe_messages, [there](int x) mutable { there.send(x); },
+                                          [&here] { return here.recv(); }));
         }
         report.add("pipe_one_way", "msgs/s", rates, true);
     }
