@@ -182,7 +182,8 @@ TEST_CASE("a basic_pool<cereal_serializer> maps over a cereal-serializable struc
     std::vector<measurement> inputs;
     for (int i = 0; i < 20; ++i) {
         auto m = sample_measurement();
-        m.sensor += "-" + std::to_string(i);
+        m.sensor += '-';
+        m.sensor += std::to_string(i);
         m.samples.push_back(i);
         inputs.push_back(m);
     }
