@@ -378,6 +378,37 @@ TEST_CASE("map streams an input far larger than the rings through them", "[pool]
     }
 }
 
+TEST_CASE("a large input of fixed-size items is encoded into shared memory and read there intact",
+          "[pool][map][large]") {
+    // Above the staging threshold: the items go straight into the task staging
+    // area, by one memcpy when their bytes are their encoding, else item by item.
+    STATIC_REQUIRE(mpp::detail::stored_as_is<mpp::binary_serializer, std::pair<long long, long long>>::value);
+    STATIC_REQUIRE(mpp::detail::stored_as_is<mpp::binary_serializer, std::array<int, 3>>::value);
+    STATIC_REQUIRE_FALSE(mpp::detail::stored_as_is<mpp::binary_serializer, std::pair<int, double>>::value);
+    STATIC_REQUIRE_FALSE(mpp::detail::stored_as_is<mpp::binary_serializer, std::tuple<int, int>>::value);
+    mpp::Pool pool(2);
+    const auto xs = iota_vector(200'000);
+    const std::list<int> listed(xs.begin(), xs.end());
+    std::vector<std::pair<int, double>> padded;
+    for (int i = 0; i < 50'000; ++i) padded.emplace_back(i % 7 == 6 ? 5 : i % 7, 0.25 * i);
+    for (int round = 0; round < 3; ++round) {  // the staging blocks are freed and reused
+        INFO("round " << round);
+        CHECK(pool.map(square, xs) == squares_of(xs));
+        CHECK(pool.map(square, listed, 999) == squares_of(xs));
+        std::vector<std::pair<int, int>> pairs;
+        for (int x : xs) pairs.emplace_back(x % 1000, x / 1000);
+        const auto sums = pool.starmap(add, pairs);
+        bool all_right = sums.size() == pairs.size();
+        for (std::size_t i = 0; all_right && i < pairs.size(); ++i) all_right = sums[i] == pairs[i].first + pairs[i].second;
+        CHECK(all_right);
+        const auto scaled = pool.starmap(scale_pair, padded);
+        all_right = scaled.size() == padded.size();
+        for (std::size_t i = 0; all_right && i < padded.size(); ++i)
+            all_right = scaled[i] == std::pair<int, double>{padded[i].first * 2, padded[i].second * padded[i].first};
+        CHECK(all_right);
+    }
+}
+
 TEST_CASE("map accepts a std::list, a filtered view, an lvalue and an rvalue input", "[pool][map]") {
     mpp::Pool pool(2);
     const std::list<int> linked{5, 1, 4};

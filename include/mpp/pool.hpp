@@ -123,12 +123,7 @@ public:
                 save_with<Serializer>(items.out(), packed(std::forward<Args>(args)...));
             }
             items.end_item();
-            if (staged && detail::writer_storage::in_fixed(items.out())) {
-                const std::span<const std::byte> bytes = items.out().bytes();
-                job->add_items(std::move(staged), bytes, 1, true);
-            } else {
-                job->add_items(std::move(items).take(), 1, true);
-            }
+            add_block(*job, std::move(items), std::move(staged), 1);
         }
         core_->submit(std::move(job), "apply_async");
         return AsyncResult<R>(std::move(state));
@@ -214,7 +209,7 @@ private:
     template <class In>
     static void encode_items(detail::item_block_writer& items, In& xs) {
         using value = std::ranges::range_value_t<In>;
-        if constexpr (detail::flat_encoded<Serializer, value>() && std::ranges::contiguous_range<In> &&
+        if constexpr (detail::stored_as_is<Serializer, value>::value && std::ranges::contiguous_range<In> &&
                       std::same_as<std::remove_cv_t<std::ranges::range_value_t<In>>, value>) {
             items.append_flat(std::ranges::data(xs), static_cast<std::size_t>(std::ranges::size(xs)));
         } else if constexpr (item_stride<value>() != 0 && std::ranges::sized_range<In>) {
@@ -235,6 +230,18 @@ private:
         }
     }
 
+    /// Hands a job its whole input: where it was encoded (a staging lease), or the
+    /// writer's own buffer when there was no lease or the items outgrew it.
+    static void add_block(detail::job_base& job, detail::item_block_writer items,
+                          std::shared_ptr<detail::staging_memory::lease> staged, std::size_t count) {
+        if (staged && detail::writer_storage::in_fixed(items.out())) {
+            const std::span<const std::byte> bytes = items.out().bytes();
+            job.add_items(std::move(staged), bytes, count, true);
+        } else {
+            job.add_items(std::move(items).take(), count, true);
+        }
+    }
+
     /// map / starmap: every item is encoded now (the input may go away after the call).
     template <class R, class Call, class F, class In>
     AsyncResult<std::vector<R>> submit_all(F f, In&& xs, std::size_t chunksize, const char* caller) {
@@ -242,13 +249,21 @@ private:
         using value = std::ranges::range_value_t<In>;
         constexpr std::size_t stride = item_stride<value>();
         detail::item_block_writer items(stride);
+        std::shared_ptr<detail::staging_memory::lease> staged;
+        if constexpr (stride != 0 && std::ranges::sized_range<In>) {
+            // Many fixed-size items go straight into shared memory, where the workers
+            // read them: no fresh block to fault in per call, no copy into the rings.
+            const std::size_t bytes = static_cast<std::size_t>(std::ranges::size(xs)) * stride;
+            if (bytes >= detail::staging_threshold) staged = core_->staging().allocate(bytes);
+            if (staged) detail::writer_storage::use_fixed(items.out(), staged->bytes());
+        }
         encode_items(items, xs);
         const std::size_t count = items.count();
         auto state = std::make_shared<detail::result_state<std::vector<R>>>();
         auto job = std::make_shared<detail::collect_job<Serializer, R>>(
             &detail::run_chunk<Serializer, F, value, Call>, detail::encode_callable<Serializer>(f),
             detail::chunk_plan(chunksize, core_->size()), stride, count, state);
-        job->add_items(std::move(items).take(), count, true);
+        add_block(*job, std::move(items), std::move(staged), count);
         core_->submit(std::move(job), caller);
         return AsyncResult<std::vector<R>>(std::move(state));
     }

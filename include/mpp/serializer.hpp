@@ -64,12 +64,12 @@ public:
         const auto* first = static_cast<const std::byte*>(data);
         buffer_.insert(buffer_.end(), first, first + size);  // one memmove, geometric growth
     }
-    /// Appends n bytes (zeroed) and returns where they start, for the caller to fill in place.
+    /// Appends n bytes and returns where they start, for the caller to fill in place
+    /// (their values until then are unspecified).
     std::byte* extend(std::size_t n) {
         if (fixed_ != nullptr) {
             if (n <= fixed_capacity_ - fixed_size_) {
                 std::byte* start = fixed_ + fixed_size_;
-                std::memset(start, 0, n);
                 fixed_size_ += n;
                 return start;
             }

@@ -148,6 +148,19 @@ void store_fixed(std::byte* out, const T& value) noexcept {
     }
 }
 
+/// True when store_fixed writes exactly T's own bytes: flat types, and pairs and
+/// arrays of such types without padding (not tuples: libstdc++ lays them out
+/// backwards). A contiguous run of them encodes with one memcpy.
+template <class S, class T>
+struct stored_as_is : std::bool_constant<flat_encoded<S, T>()> {};
+template <class S, class A, class B>
+struct stored_as_is<S, std::pair<A, B>>
+    : std::bool_constant<stored_as_is<S, A>::value && stored_as_is<S, B>::value &&
+                         std::is_standard_layout_v<std::pair<A, B>> && sizeof(std::pair<A, B>) == sizeof(A) + sizeof(B)> {};
+template <class S, class U, std::size_t N>
+struct stored_as_is<S, std::array<U, N>>
+    : std::bool_constant<stored_as_is<S, U>::value && sizeof(std::array<U, N>) == N * sizeof(U)> {};
+
 template <class S, class T, std::size_t... I>
 T load_parts(const std::byte* in, std::index_sequence<I...>);
 
