@@ -378,6 +378,22 @@ TEST_CASE("map streams an input far larger than the rings through them", "[pool]
     }
 }
 
+int pid_after_a_nap(int) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return static_cast<int>(::getpid());
+}
+
+TEST_CASE("as many chunks as workers go one to each worker, not two to the first", "[pool][map]") {
+    mpp::Pool pool(2);
+    (void)pool.pids();  // both workers are up before the chunks are dealt
+    const auto pids = pool.map(pid_after_a_nap, iota_vector(2), 1);
+    CHECK(pids[0] != pids[1]);
+    const auto halves = pool.map(pid_after_a_nap, iota_vector(4), 2);
+    CHECK(halves[0] == halves[1]);
+    CHECK(halves[2] == halves[3]);
+    CHECK(halves[0] != halves[2]);
+}
+
 TEST_CASE("a large input of fixed-size items is encoded into shared memory and read there intact",
           "[pool][map][large]") {
     // Above the staging threshold: the items go straight into the task staging

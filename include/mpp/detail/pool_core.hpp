@@ -338,7 +338,7 @@ private:
             }
             for (auto& worker : workers_) progressed |= receive_results(worker);
             progressed |= handle_deaths();
-            for (std::size_t i = 0; i < workers_.size(); ++i) progressed |= feed(workers_[i]);
+            progressed |= feed();
             check_timeouts();
             if (closed_seen_ && jobs_.empty()) {
                 if (begin_or_finish_close()) return;
@@ -373,14 +373,27 @@ private:
         return true;
     }
 
-    /// Sends chunks to one worker while it has room for them.
-    bool feed(worker_state& worker) {
-        bool progressed = write_pending(worker);
+    /// Finishes writing what each worker was sent, then deals new chunks one per
+    /// worker per round (not one worker's whole queue first: with few chunks,
+    /// that would leave the others idle) while any has room for one.
+    bool feed() {
+        bool progressed = false;
+        for (auto& worker : workers_) progressed |= write_pending(worker);
+        for (bool dealt = true; dealt;) {
+            dealt = false;
+            for (auto& worker : workers_) dealt |= send_chunk(worker);
+            progressed |= dealt;
+        }
+        return progressed;
+    }
+
+    /// Sends one chunk to a worker if it has room for it.
+    bool send_chunk(worker_state& worker) {
         while (worker.alive && !worker.exit_queued && worker.writing == worker.chunks.size() && worker.budget > 0 &&
                !ready_.empty()) {
             const std::shared_ptr<job_base>& job = ready_.front();
             worker.depth = job->plan().queue_depth(recent_chunk_ns_);
-            if (worker.chunks.size() >= worker.depth) break;
+            if (worker.chunks.size() >= worker.depth) return false;
             auto piece = job->take_chunk(worker.budget);
             if (!piece) {
                 ready_.pop_front();  // it comes back through requeue or input_added
@@ -394,12 +407,12 @@ private:
             std::memcpy(chunk.prefix.data(), &length, sizeof length);
             std::memcpy(chunk.prefix.data() + sizeof length, &header, sizeof header);
             worker.chunks.push_back(std::move(chunk));
-            progressed = true;
             write_pending(worker);
+            return true;
         }
         // A worker whose budget (maxtasksperchild) is spent exits by itself after
         // its last chunk; its death notice brings the replacement.
-        return progressed;
+        return false;
     }
 
     /// Continues writing queued chunks (and the exit message) into the task ring.
