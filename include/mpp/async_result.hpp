@@ -113,10 +113,15 @@ private:
             if (phase_ != phase::pending) return;  // settled once only
             value_ = std::move(value);
             error_ = std::move(error);
-            phase_ = phase::completing;
-            due.swap(callbacks_);
+            if (callbacks_.empty()) {  // the common case: ready at once, one lock
+                phase_ = phase::ready;
+                ready_hint_.store(true, std::memory_order_release);
+            } else {
+                phase_ = phase::completing;
+                due.swap(callbacks_);
+            }
         }
-        for (;;) {
+        while (!due.empty()) {
             for (auto& pair : due) run(std::move(pair));
             std::lock_guard guard(mutex_);
             due.clear();

@@ -171,18 +171,18 @@ public:
         if (!cancelled_) retries_.push_back(std::move(piece));
     }
 
-    /// `count` sent tasks are settled (delivered or failed).
-    void settled(std::size_t count) {
+    /// `count` sent tasks are settled (delivered or failed). Returns finished().
+    bool settled(std::size_t count) {
         std::lock_guard guard(mutex_);
         in_flight_ -= count;
         completed_ += count;
+        return finished_locked();
     }
 
     /// Every task settled (or, once cancelled, every sent one): complete() is due.
     bool finished() {
         std::lock_guard guard(mutex_);
-        if (cancelled_) return in_flight_ == 0;
-        return input_done_ && completed_ == total_;
+        return finished_locked();
     }
 
     /// Fails every task not yet sent (terminate()). Sent ones are failed by the pool.
@@ -266,6 +266,11 @@ protected:
     }
 
 private:
+    bool finished_locked() const noexcept {
+        if (cancelled_) return in_flight_ == 0;
+        return input_done_ && completed_ == total_;
+    }
+
     chunk_runner runner_;
     callable_bytes callable_;
     chunk_plan plan_;

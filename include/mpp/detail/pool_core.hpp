@@ -252,6 +252,7 @@ private:
         std::size_t written = 0;          // its bytes already in the ring
         std::size_t budget = SIZE_MAX;    // tasks it may still receive (maxtasksperchild)
         std::size_t depth = 2;            // chunks to keep queued on it (from the job's plan)
+        bool unannounced = false;         // written into the ring, wake check not done yet
         bool exit_queued = false;         // the exit message is due after the chunks
         std::size_t exit_written = 0;
         std::uint64_t next_seq = 1;
@@ -384,6 +385,9 @@ private:
             for (auto& worker : workers_) dealt |= send_chunk(worker);
             progressed |= dealt;
         }
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            if (std::exchange(workers_[i].unannounced, false)) memory_.slot(i).tasks->publish_written();
+        }
         return progressed;
     }
 
@@ -407,7 +411,14 @@ private:
             std::memcpy(chunk.prefix.data(), &length, sizeof length);
             std::memcpy(chunk.prefix.data() + sizeof length, &header, sizeof header);
             worker.chunks.push_back(std::move(chunk));
-            write_pending(worker);
+            if (worker.chunks.size() == 1) {
+                write_pending(worker);  // it may be asleep with nothing to do: wake it now
+            } else {
+                // It is busy with the chunks before: the wake check (a fence and a load
+                // of a line the worker writes) waits until feed() has dealt them all.
+                spsc_ring& ring = *memory_.slot(static_cast<std::size_t>(&worker - workers_.data())).tasks;
+                worker.unannounced |= write_into(worker, ring);
+            }
             return true;
         }
         // A worker whose budget (maxtasksperchild) is spent exits by itself after
@@ -536,14 +547,19 @@ private:
         const auto elapsed = static_cast<double>(header.elapsed_ns);
         recent_chunk_ns_ = recent_chunk_ns_ == 0 ? elapsed : 0.9 * recent_chunk_ns_ + 0.1 * elapsed;
         chunk.job->deliver(chunk.piece.first_index, chunk.piece.count, results);
-        chunk.job->settled(chunk.piece.count);
+        const bool finished = chunk.job->settled(chunk.piece.count);
         // Its items (perhaps a staging lease) go before the caller can wake and submit the next.
         chunk.piece.block.reset();
-        complete_if_finished(chunk.job);
+        if (finished) complete(chunk.job);
     }
 
     void complete_if_finished(const std::shared_ptr<job_base>& job) {
-        if (!job->finished() || job->unfinished_slot == job_base::no_slot) return;  // or completed before
+        if (job->finished()) complete(job);
+    }
+
+    /// A finished job: out of jobs_, then its outcome published (once).
+    void complete(const std::shared_ptr<job_base>& job) {
+        if (job->unfinished_slot == job_base::no_slot) return;  // completed before
         // Swap-remove from jobs_: no node to allocate or free per job.
         const std::size_t slot = std::exchange(job->unfinished_slot, job_base::no_slot);
         std::shared_ptr<job_base> done = std::move(jobs_[slot]);
@@ -625,8 +641,7 @@ private:
             else
                 error = std::make_exception_ptr(WorkerLost(exit.pid, exit.signal, exit.exit_code));
             job->fail(index, error);
-            job->settled(1);
-            complete_if_finished(job);
+            if (job->settled(1)) complete(job);
         }
     }
 
