@@ -4,8 +4,10 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <exception>
 #include <map>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "mpp/async_result.hpp"
+#include "mpp/detail/futex.hpp"
 #include "mpp/detail/job.hpp"
 
 namespace mpp::detail {
@@ -134,18 +137,21 @@ public:
         });
         std::lock_guard guard(mutex_);
         for (auto& [index, value] : decoded) store(index, std::move(value));
+        arrivals_.fetch_add(1, std::memory_order_release);
         arrived_.notify_all();
     }
 
     void fail(std::size_t index, std::exception_ptr error) override {
         std::lock_guard guard(mutex_);
         store(index, outcome(std::in_place_index<0>, std::move(error)));
+        arrivals_.fetch_add(1, std::memory_order_release);
         arrived_.notify_all();
     }
 
     void complete() override {
         std::lock_guard guard(mutex_);
         completed_ = true;
+        arrivals_.fetch_add(1, std::memory_order_release);
         arrived_.notify_all();
     }
 
@@ -166,7 +172,13 @@ public:
                 return value;
             }
             if (completed_) return std::nullopt;
-            arrived_.wait(lock);
+            // Results of small tasks are often a few microseconds apart: look for
+            // the next one before sleeping, which costs both sides a futex call.
+            const std::uint64_t seen = arrivals_.load(std::memory_order_relaxed);
+            lock.unlock();
+            spin_then_check([&] { return arrivals_.load(std::memory_order_acquire) != seen; });
+            lock.lock();
+            arrived_.wait(lock, [&] { return arrivals_.load(std::memory_order_relaxed) != seen; });
         }
     }
 
@@ -185,6 +197,7 @@ private:
     std::map<std::size_t, outcome> by_index_;
     std::deque<outcome> arrival_order_;
     bool completed_ = false;
+    std::atomic<std::uint64_t> arrivals_{0};  // changes under mutex_; read without it while spinning
 };
 
 }  // namespace mpp::detail
