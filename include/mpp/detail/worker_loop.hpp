@@ -4,6 +4,9 @@
 #pragma once
 
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <atomic>
 #include <cstdint>
@@ -35,11 +38,24 @@ struct worker_slot {
     alignas(cache_line) std::atomic<std::uint32_t> result_staged{0};
 };
 
+/// A task that returns a large value (a 64 MiB string, say) would otherwise get
+/// a fresh mmap from glibc for every result, faulted in 4 KiB at a time and
+/// unmapped when it is freed. Workers keep such blocks on the heap instead, and
+/// keep up to 128 MiB of freed heap top, so the next large result reuses pages
+/// already faulted in. Set before the initializer, which may choose otherwise.
+inline void keep_large_blocks_warm() noexcept {
+#if defined(__GLIBC__)
+    ::mallopt(M_MMAP_MAX, 0);
+    ::mallopt(M_TRIM_THRESHOLD, 128 << 20);
+#endif
+}
+
 [[noreturn]] inline void run_worker(worker_slot& slot, const std::function<void()>& initializer,
                                     std::size_t maxtasksperchild) {
     // An initializer that throws does not kill the worker (which would only be
     // respawned to fail again, forever): every task then fails with its error.
     // The runner writes the failures, since only it knows the chunk's result layout.
+    keep_large_blocks_warm();
     std::exception_ptr initializer_error;
     if (initializer) {
         try {
