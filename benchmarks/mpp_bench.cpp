@@ -65,6 +65,7 @@ void noop() {}
 
 struct Config {
     int runs;
+    double min_seconds;  // the throughput rows repeat until their runs took this long (call_seconds)
     std::size_t map_default_n = 200'000;
     std::size_t map_chunksize1_n;
     std::size_t many_tasks_n;
@@ -90,6 +91,7 @@ struct Config {
 Config sizes(bool quick) {
     Config c;
     c.runs = quick ? 3 : 5;
+    c.min_seconds = quick ? 0.1 : 0.5;
     c.map_chunksize1_n = quick ? 5'000 : 20'000;
     c.many_tasks_n = quick ? 5'000 : 20'000;
     c.apply_latency_calls = quick ? 500 : 2'000;
@@ -149,7 +151,7 @@ public:
         out.precision(10);
         out << "{\n  \"implementation\": \"mpp\",\n  \"processes\": " << processes
             << ",\n  \"quick\": " << (quick ? "true" : "false") << ",\n  \"config\": {\"runs\": " << c.runs
-            << ", \"cpu_item_ms\": " << c.cpu_item_ms << ", \"cpu_iterations\": " << c.cpu_iterations
+            << ", \"min_seconds\": " << c.min_seconds << ", \"cpu_item_ms\": " << c.cpu_item_ms << ", \"cpu_iterations\": " << c.cpu_iterations
             << ", \"uneven_n\": " << c.uneven_n << ", \"uneven_fast_us\": " << c.uneven_fast_us
             << "},\n  \"workloads\": {";
         for (std::size_t i = 0; i < workloads_.size(); ++i) {
@@ -191,6 +193,33 @@ std::uint64_t calibrate_cpu_iterations(double ms) {
     return std::max<std::uint64_t>(1, static_cast<std::uint64_t>(static_cast<double>(iterations) * ms / 1000.0 / t));
 }
 
+/// Seconds per call of f: one untimed call first (the pool's pages and the heap
+/// settle: on a VM where a first touch costs 10 us a page, the first calls of a
+/// 200,000-item map are ten times slower than the rest), then at least c.runs
+/// timed calls and at least c.min_seconds of them in all, as timeit's autorange
+/// does: a 1 ms call is timed hundreds of times, a 1 s call c.runs times.
+/// baseline.py's call_seconds is the same rule. `untimed_after` runs after each call.
+template <class F, class After = void (*)()>
+std::vector<double> call_seconds(const Config& c, F&& f, After&& untimed_after = [] {}) {
+    constexpr std::size_t max_runs = 500;
+    f();
+    untimed_after();
+    std::vector<double> seconds;
+    double total = 0;
+    while (seconds.size() < static_cast<std::size_t>(c.runs) || (total < c.min_seconds && seconds.size() < max_runs)) {
+        seconds.push_back(timed(f));
+        untimed_after();
+        total += seconds.back();
+    }
+    return seconds;
+}
+
+/// `units` per second for each of the timed calls.
+std::vector<double> rates_of(double units, std::vector<double> seconds) {
+    for (double& s : seconds) s = units / s;
+    return seconds;
+}
+
 std::vector<int> iota_ints(std::size_t n) {
     std::vector<int> xs(n);
     for (std::size_t i = 0; i < n; ++i) xs[i] = static_cast<int>(i);
@@ -205,42 +234,34 @@ void bench_pool_workloads(Report& report, Config& c, std::size_t processes) {
     // 1. trivial map
     {
         const auto xs = iota_ints(c.map_default_n);
-        std::vector<double> rates;
-        for (int r = 0; r < runs; ++r)
-            rates.push_back(static_cast<double>(xs.size()) / timed([&] { sink = pool.map(square, xs).back(); }));
-        report.add("map_trivial_default", "tasks/s", rates, true);
+        const auto seconds = call_seconds(c, [&] { sink = pool.map(square, xs).back(); });
+        report.add("map_trivial_default", "tasks/s", rates_of(static_cast<double>(xs.size()), seconds), true);
     }
     {
         const auto xs = iota_ints(c.map_chunksize1_n);
-        std::vector<double> rates;
-        for (int r = 0; r < runs; ++r)
-            rates.push_back(static_cast<double>(xs.size()) / timed([&] { sink = pool.map(square, xs, 1).back(); }));
-        report.add("map_trivial_chunksize1", "tasks/s", rates, true);
+        const auto seconds = call_seconds(c, [&] { sink = pool.map(square, xs, 1).back(); });
+        report.add("map_trivial_chunksize1", "tasks/s", rates_of(static_cast<double>(xs.size()), seconds), true);
     }
 
     // 2. many small tasks, and one task's round trip
     {
         const auto xs = iota_ints(c.many_tasks_n);
-        std::vector<double> rates;
-        for (int r = 0; r < runs; ++r)
-            rates.push_back(static_cast<double>(xs.size()) / timed([&] {
-                                std::uint64_t sum = 0;
-                                for (int y : pool.imap_unordered(square, xs, 1)) sum += static_cast<unsigned>(y);
-                                sink = sum;
-                            }));
-        report.add("imap_unordered_chunksize1", "tasks/s", rates, true);
-
-        rates.clear();
-        for (int r = 0; r < runs; ++r)
-            rates.push_back(static_cast<double>(xs.size()) / timed([&] {
-                                std::vector<mpp::AsyncResult<int>> handles;
-                                handles.reserve(xs.size());
-                                for (int x : xs) handles.push_back(pool.apply_async(square, x));
-                                std::uint64_t sum = 0;
-                                for (auto& h : handles) sum += static_cast<unsigned>(h.get());
-                                sink = sum;
-                            }));
-        report.add("apply_async", "tasks/s", rates, true);
+        const auto n = static_cast<double>(xs.size());
+        const auto imap_unordered_all = [&] {
+            std::uint64_t sum = 0;
+            for (int y : pool.imap_unordered(square, xs, 1)) sum += static_cast<unsigned>(y);
+            sink = sum;
+        };
+        report.add("imap_unordered_chunksize1", "tasks/s", rates_of(n, call_seconds(c, imap_unordered_all)), true);
+        const auto apply_async_all = [&] {
+            std::vector<mpp::AsyncResult<int>> handles;
+            handles.reserve(xs.size());
+            for (int x : xs) handles.push_back(pool.apply_async(square, x));
+            std::uint64_t sum = 0;
+            for (auto& h : handles) sum += static_cast<unsigned>(h.get());
+            sink = sum;
+        };
+        report.add("apply_async", "tasks/s", rates_of(n, call_seconds(c, apply_async_all)), true);
 
         std::vector<double> medians, p99s;
         for (int r = 0; r < runs; ++r) {
@@ -263,35 +284,29 @@ void bench_pool_workloads(Report& report, Config& c, std::size_t processes) {
         std::vector<std::pair<long long, long long>> pairs(c.starmap_n);
         for (std::size_t i = 0; i < pairs.size(); ++i)
             pairs[i] = {static_cast<long long>(i), static_cast<long long>(pairs.size() - i)};
-        std::vector<double> rates;
-        for (int r = 0; r < runs; ++r)
-            rates.push_back(static_cast<double>(pairs.size()) /
-                            timed([&] { sink = static_cast<std::uint64_t>(pool.starmap(add, pairs).back()); }));
-        report.add("starmap_default", "tasks/s", rates, true);
+        const auto seconds = call_seconds(c, [&] { sink = static_cast<std::uint64_t>(pool.starmap(add, pairs).back()); });
+        report.add("starmap_default", "tasks/s", rates_of(static_cast<double>(pairs.size()), seconds), true);
     }
 
     // 4. payloads: to the worker (it returns the length), and back (it makes the bytes)
     for (std::size_t mib : c.payload_mib) {
         const std::size_t nbytes = mib << 20;
         const std::string key = "payload_" + std::to_string(mib) + "MiB_";
-        std::vector<double> to_worker, from_worker;
+        const double megabytes = static_cast<double>(nbytes) / 1e6;
         {
             const std::string payload(nbytes, '\0');
-            for (int r = 0; r < runs; ++r) {
-                std::size_t got = 0;
-                const double t = timed([&] { got = pool.apply(length, payload); });
-                if (got != nbytes) throw std::runtime_error("payload to worker: wrong length back");
-                to_worker.push_back(static_cast<double>(nbytes) / 1e6 / t);
-            }
+            const auto send = [&] {
+                if (pool.apply(length, payload) != nbytes) throw std::runtime_error("payload to worker: wrong length back");
+            };
+            report.add(key + "to_worker", "MB/s", rates_of(megabytes, call_seconds(c, send)), true);
         }
-        report.add(key + "to_worker", "MB/s", to_worker, true);
-        for (int r = 0; r < runs; ++r) {
-            std::string got;
-            const double t = timed([&] { got = pool.apply(make_bytes, nbytes); });
+        std::string got;  // freed after the clock stops, as baseline.py's `del got`
+        const auto fetch = [&] {
+            got = pool.apply(make_bytes, nbytes);
             if (got.size() != nbytes) throw std::runtime_error("payload from worker: wrong length");
-            from_worker.push_back(static_cast<double>(nbytes) / 1e6 / t);
-        }
-        report.add(key + "from_worker", "MB/s", from_worker, true);
+        };
+        const auto free_it = [&] { std::string().swap(got); };
+        report.add(key + "from_worker", "MB/s", rates_of(megabytes, call_seconds(c, fetch, free_it)), true);
     }
 
     // 5. CPU-bound items: serial vs parallel, each item calibrated to cpu_item_ms

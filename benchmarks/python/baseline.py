@@ -82,6 +82,7 @@ def value_incrementer(value, go, n):
 def sizes(quick):
     return {
         "runs": 3 if quick else 5,
+        "min_seconds": 0.1 if quick else 0.5,
         "map_default_n": 200_000,
         "map_chunksize1_n": 5_000 if quick else 20_000,
         "many_tasks_n": 5_000 if quick else 20_000,
@@ -127,6 +128,24 @@ def timed(fn):
     return time.perf_counter() - t0
 
 
+def call_seconds(cfg, fn, untimed_after=lambda: None):
+    """Seconds per call of fn: one untimed call first, then at least cfg["runs"] timed calls and
+    at least cfg["min_seconds"] of them in all, as timeit's autorange does (mpp_bench.cpp's
+    call_seconds is the same rule). untimed_after runs after each call."""
+    max_runs = 500
+    fn()
+    untimed_after()
+    seconds = []
+    while len(seconds) < cfg["runs"] or (sum(seconds) < cfg["min_seconds"] and len(seconds) < max_runs):
+        seconds.append(timed(fn))
+        untimed_after()
+    return seconds
+
+
+def rates_of(units, seconds):
+    return [units / s for s in seconds]
+
+
 def percentile(values, p):
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, int(round(p / 100.0 * (len(ordered) - 1)))))
@@ -158,11 +177,11 @@ def bench_pool_workloads(res, cfg, processes):
         n = cfg["map_default_n"]
         xs = list(range(n))
         res.add("map_trivial_default", "tasks/s",
-                [n / timed(lambda: pool.map(square, xs)) for _ in range(runs)], True)
+                rates_of(n, call_seconds(cfg, lambda: pool.map(square, xs))), True)
         n = cfg["map_chunksize1_n"]
         xs = list(range(n))
         res.add("map_trivial_chunksize1", "tasks/s",
-                [n / timed(lambda: pool.map(square, xs, chunksize=1)) for _ in range(runs)], True)
+                rates_of(n, call_seconds(cfg, lambda: pool.map(square, xs, chunksize=1))), True)
 
         # 2. many small tasks, and one task's round trip
         n = cfg["many_tasks_n"]
@@ -172,14 +191,14 @@ def bench_pool_workloads(res, cfg, processes):
             for _ in pool.imap_unordered(square, xs, chunksize=1):
                 pass
         res.add("imap_unordered_chunksize1", "tasks/s",
-                [n / timed(imap_unordered_all) for _ in range(runs)], True)
+                rates_of(n, call_seconds(cfg, imap_unordered_all)), True)
 
         def apply_async_all():
             handles = [pool.apply_async(square, (x,)) for x in xs]
             for h in handles:
                 h.get()
         res.add("apply_async", "tasks/s",
-                [n / timed(apply_async_all) for _ in range(runs)], True)
+                rates_of(n, call_seconds(cfg, apply_async_all)), True)
 
         medians, p99s = [], []
         for _ in range(runs):
@@ -197,27 +216,28 @@ def bench_pool_workloads(res, cfg, processes):
         n = cfg["starmap_n"]
         pairs = [(i, n - i) for i in range(n)]
         res.add("starmap_default", "tasks/s",
-                [n / timed(lambda: pool.starmap(add, pairs)) for _ in range(runs)], True)
+                rates_of(n, call_seconds(cfg, lambda: pool.starmap(add, pairs))), True)
 
         # 4. payloads: to the worker (it returns the length), and back (it makes the bytes)
         for mib in cfg["payload_mib"]:
             nbytes = mib << 20
+            megabytes = nbytes / 1e6
             payload = bytes(nbytes)
-            to_worker = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
+
+            def send():
                 assert pool.apply(len, (payload,)) == nbytes
-                to_worker.append(nbytes / 1e6 / (time.perf_counter() - t0))
-            res.add(f"payload_{mib}MiB_to_worker", "MB/s", to_worker, True)
+            res.add(f"payload_{mib}MiB_to_worker", "MB/s", rates_of(megabytes, call_seconds(cfg, send)), True)
             del payload
-            from_worker = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                got = pool.apply(make_bytes, (nbytes,))
-                from_worker.append(nbytes / 1e6 / (time.perf_counter() - t0))
-                assert len(got) == nbytes
-                del got
-            res.add(f"payload_{mib}MiB_from_worker", "MB/s", from_worker, True)
+            got = [None]  # freed after the clock stops
+
+            def fetch():
+                got[0] = pool.apply(make_bytes, (nbytes,))
+                assert len(got[0]) == nbytes
+
+            def free_it():
+                got[0] = None
+            res.add(f"payload_{mib}MiB_from_worker", "MB/s",
+                    rates_of(megabytes, call_seconds(cfg, fetch, free_it)), True)
 
         # 5. CPU-bound items: serial vs parallel (items calibrated to cpu_item_ms each)
         iterations = calibrate_cpu_iterations(cfg["cpu_item_ms"])
