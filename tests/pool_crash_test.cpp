@@ -34,18 +34,12 @@
 #include <thread>
 #include <vector>
 
+#include "sanitizers.hpp"
+
 // The crashes below are deliberate: keep them plain signals under the sanitizers
 // too (their SEGV handler would turn a segfault into a report and exit code 1).
 extern "C" const char* __asan_default_options() { return "handle_segv=0:handle_abort=0"; }
 extern "C" const char* __tsan_default_options() { return "handle_segv=0:handle_abort=0:die_after_fork=0"; }
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define MPP_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define MPP_SANITIZED 1
-#endif
-#endif
 
 namespace {
 
@@ -329,7 +323,7 @@ int die_out_of_memory(int) noexcept {
     return 1;
 }
 
-#ifndef MPP_SANITIZED
+#ifndef MPP_TEST_SANITIZED
 // (Under ASan/TSan a failed operator new reports and exits instead of throwing.)
 /// Runs out of memory under the same limit, but lets std::bad_alloc escape: an
 /// ordinary task error. The limit is restored on the way out, so the worker lives on.
@@ -540,7 +534,7 @@ TEST_CASE("a task that segfaults fails with WorkerLost naming SIGSEGV and the po
 
 TEST_CASE("a task that exhausts memory under an rlimit where it cannot throw fails with WorkerLost naming SIGABRT",
           "[pool][crash]") {
-#ifdef MPP_SANITIZED
+#ifdef MPP_TEST_SANITIZED
     // The sanitizer's allocator reports the exhaustion and ends the worker itself:
     // abort, or its exitcode (1 for ASan, 66 for TSan) unless abort_on_error is set.
     check_worker_death_is_contained(die_out_of_memory, {{SIGABRT, 0}, {0, 1}, {0, 66}});
@@ -549,7 +543,7 @@ TEST_CASE("a task that exhausts memory under an rlimit where it cannot throw fai
 #endif
 }
 
-#ifndef MPP_SANITIZED
+#ifndef MPP_TEST_SANITIZED
 TEST_CASE("a task that exhausts memory under an rlimit and throws bad_alloc fails with std::bad_alloc and its worker lives on",
           "[pool][crash]") {
     hang_watchdog watchdog("bad_alloc task");
@@ -1008,7 +1002,7 @@ TEST_CASE("a pool closed and joined at once still starts every worker, and join 
 TEST_CASE("many pool lifetimes with crashes and terminates leak no fd and no child and nothing in /dev/shm",
           "[pool][crash][leaks]") {
     hang_watchdog watchdog("pool lifetimes");
-#ifdef MPP_SANITIZED
+#ifdef MPP_TEST_SANITIZED
     constexpr int lifetimes = 200;  // fork is much slower under the sanitizers
 #else
     constexpr int lifetimes = 1000;

@@ -36,6 +36,8 @@
 #include <utility>
 #include <vector>
 
+#include "sanitizers.hpp"
+
 using namespace std::chrono_literals;
 
 // ---- types that cross the process boundary ------------------------------------
@@ -754,15 +756,7 @@ TEST_CASE("large results from several workers at once arrive intact and in their
     CHECK(seen == jobs.size());
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define MPP_TEST_SANITIZED_MALLOC 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define MPP_TEST_SANITIZED_MALLOC 1
-#endif
-#endif
-
-#if defined(__GLIBC__) && !defined(MPP_TEST_SANITIZED_MALLOC)
+#if defined(__GLIBC__) && !defined(MPP_TEST_SANITIZED)
 /// A 48 MiB result whose first bytes hold the page faults its building took in the worker.
 std::string large_result_noting_its_faults(int) {
     const auto minor_faults = [] {

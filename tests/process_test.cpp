@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "sanitizers.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -389,15 +391,7 @@ TEST_CASE("an mpp child never steals SIGCHLD: the parent's handler stays as it w
     CHECK(p.exitcode() == 0);
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define MPP_TEST_SANITIZED_MALLOC 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define MPP_TEST_SANITIZED_MALLOC 1
-#endif
-#endif
-
-#if defined(__GLIBC__) && !defined(MPP_TEST_SANITIZED_MALLOC)
+#if defined(__GLIBC__) && !defined(MPP_TEST_SANITIZED)
 namespace {
 /// This process's resident anonymous memory in KiB ("RssAnon" of /proc/self/status).
 long resident_anonymous_kib() {
