@@ -54,14 +54,21 @@ private:
 
 /// Waits until `ready()` holds or the deadline passes: a bounded spin, then
 /// sleeps on `event`, calling `announce()` before each sleep (to ask the other
-/// side for a wake). Returns ready()'s final value.
+/// side for a wake; a notifier may consume that request as soon as it is made).
+/// Returns ready()'s final value.
 template <class Ready, class Announce>
 bool await(eventcount& event, Ready&& ready, Announce&& announce, steady_deadline deadline = steady_deadline::max(),
            int spins = spin_budget) {
     if (spin_then_check(ready, spins)) return true;
     for (;;) {
-        announce();
+        // The ticket first, then the request: a notifier that takes the request
+        // (and so skips the next one) necessarily moves the word past the ticket,
+        // and commit_wait returns at once. The other order lost wakes: a late
+        // notify for data we had already consumed took the request between
+        // announce() and prepare_wait(), found nobody asleep, and the next notify,
+        // for new data, found no request.
         const std::uint32_t ticket = event.prepare_wait();
+        announce();
         if (ready()) {
             event.cancel_wait();
             return true;

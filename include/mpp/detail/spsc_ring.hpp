@@ -65,8 +65,8 @@ public:
     /// Wakes the consumer if it asked to be woken for data (a fence and a load when not).
     void publish_written() noexcept { wake_if_wanted(wants_data_, *readable_event_); }
 
-    /// Consumer: ask to be woken by the next publish_written (before sleeping on
-    /// the readable event, then re-check readable()).
+    /// Consumer: ask to be woken by the next publish_written (after taking the
+    /// readable event's ticket, before re-checking readable(): see await()).
     void want_data() noexcept { wants_data_.store(1, std::memory_order_seq_cst); }
 
     /// Writes all of `bytes`, sleeping on the writable event while the ring is full.
@@ -127,7 +127,7 @@ public:
     }
 
     /// Producer: ask to be woken by the publish_drained that finds the ring empty
-    /// (then re-check drained() before sleeping).
+    /// (after taking the event's ticket, then re-check drained() before sleeping).
     void want_drained() noexcept { wants_drained_.store(1, std::memory_order_seq_cst); }
 
     /// Producer: the consumer has read everything written so far.
@@ -141,9 +141,11 @@ public:
 private:
     std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
 
-    // A side sets its wants_ flag (seq_cst) and then re-checks the ring; the other
-    // side moves its position, fences, then reads the flag: one of them sees the
-    // other (Dekker), so no wake is lost, and no wake is sent that nobody wanted.
+    // A side takes its event's ticket, sets its wants_ flag (seq_cst) and then
+    // re-checks the ring; the other side moves its position, fences, then reads the
+    // flag: one of them sees the other (Dekker), so no wake is lost, and no wake is
+    // sent that nobody wanted. A notifier that takes the flag moves the event past
+    // the ticket, so even a notify for bytes already read cannot strand the sleeper.
     static void wake_if_wanted(std::atomic<std::uint32_t>& wanted, eventcount& event) noexcept {
         std::atomic_thread_fence(std::memory_order_seq_cst);
         if (wanted.load(std::memory_order_relaxed) != 0 && wanted.exchange(0, std::memory_order_seq_cst) != 0)
