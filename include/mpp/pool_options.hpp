@@ -14,7 +14,7 @@ struct PoolOptions {
     std::size_t maxtasksperchild = 0;        // 0 = unlimited; else the worker is replaced after N tasks
     std::chrono::milliseconds task_timeout{0};  // 0 = none; else a task running longer fails with TaskTimeout
     unsigned retries = 0;                    // times a task lost to a worker crash is re-run before it fails
-    std::size_t ring_bytes = 0;              // 0 = library default (1 MiB); per-direction ring capacity per worker
+    std::size_t ring_bytes = 0;              // 0 = library default (256 KiB); per-direction ring capacity per worker
 };
 
 }  // namespace mpp

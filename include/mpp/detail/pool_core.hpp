@@ -47,7 +47,7 @@
 
 namespace mpp::detail {
 
-inline constexpr std::size_t default_ring_bytes = std::size_t{1} << 20;
+inline constexpr std::size_t default_ring_bytes = std::size_t{256} << 10;
 inline constexpr std::size_t exit_message_bytes = sizeof(std::uint64_t) + sizeof(chunk_header);
 
 /// The pool's own anonymous shared mapping: a header, the worker slots, the rings.
