@@ -125,6 +125,11 @@ public:
         // copy-on-write copy anyway, a trimmed one faults for a zero page instead.
         ::malloc_trim(0);
 #endif
+        // libstdc++'s operator new[] reaches operator new through a lazily bound
+        // slot; bound here, the workers inherit it instead of each faulting in the
+        // dynamic linker's tables to bind it again (mpp's CMake target links with
+        // -z now for the program's own calls: see README, "Pool start and stop").
+        ::operator delete[](::operator new[](1));
         pool_memory::header* shared = &memory_.shared_header();
         const pool_memory* memory = &memory_;
         const std::function<void()>* initializer = &options_.initializer;
