@@ -595,6 +595,34 @@ TEST_CASE("only the crashing task of a map fails and every other task completes"
 
 // ---- retries ----------------------------------------------------------------------
 
+TEST_CASE("apply reading an idle worker's result itself reports that worker's death and honours retries and timeouts",
+          "[pool][crash][apply]") {
+    hang_watchdog watchdog("apply and a dying worker");
+    {
+        mpp::Pool pool(2);
+        (void)pool.pids();  // both workers up and idle: apply takes the caller's own path
+        CHECK(pool.apply(square, 3) == 9);
+        CHECK_THROWS_AS(pool.apply(die_by_sigkill, 0), mpp::WorkerLost);
+        CHECK(pool.apply(square, 4) == 16);
+        CHECK_THROWS_AS(pool.apply(die_by_exit_3, 0), mpp::WorkerLost);
+        CHECK(pool.apply(square, 5) == 25);
+    }
+    {
+        temp_dir dir;
+        mpp::Pool pool(mpp::PoolOptions{.processes = 2, .retries = 1});
+        (void)pool.pids();
+        CHECK(pool.apply(crash_the_first_time, dir.file("marker")) == 42);
+        CHECK(std::filesystem::exists(dir.file("marker")));  // the first run did crash
+    }
+    {
+        mpp::Pool pool(mpp::PoolOptions{.processes = 2, .task_timeout = std::chrono::milliseconds(200)});
+        (void)pool.pids();
+        CHECK_THROWS_AS(pool.apply(sleep_seconds, 30), mpp::TaskTimeout);
+        CHECK(pool.apply(square, 6) == 36);
+    }
+    CHECK(my_children().empty());
+}
+
 TEST_CASE("a task that crashes its worker the first time succeeds with retries = 1", "[pool][crash][retries]") {
     hang_watchdog watchdog("retries = 1");
     temp_dir dir;

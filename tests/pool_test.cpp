@@ -324,6 +324,57 @@ TEST_CASE("apply runs a function in a worker process and returns its result", "[
     CHECK(std::find(pids.begin(), pids.end(), worker) != pids.end());
 }
 
+TEST_CASE("apply reads its own result and hands over to the pool thread whenever it must",
+          "[pool][apply]") {
+    // With the pool thread asleep and a worker idle, apply hands the task to the worker
+    // and reads the result itself; these are the cases where it must hand over or share.
+    mpp::PoolOptions options;
+    options.processes = 2;
+    options.ring_bytes = 4096;
+    mpp::Pool pool(options);
+    (void)pool.pids();  // both workers up and idle
+    SECTION("results larger than the ring stream through it in pieces") {
+        for (std::size_t bytes : {0, 1, 4000, 4096, 5000, 100'000, 200'000}) CHECK(pool.apply(big_string, bytes) == big_string(bytes));
+    }
+    SECTION("a task slower than the caller's watch is finished by the pool thread") {
+        for (int i = 0; i < 5; ++i) CHECK(pool.apply(sleep_then_return, 20, i) == i);
+    }
+    SECTION("a task's exception comes back the same way") {
+        CHECK_THROWS_AS(pool.apply(throws_standard<std::out_of_range>, 1), std::out_of_range);
+        CHECK(pool.apply(add, 1, 2) == 3);
+    }
+    SECTION("applies before, during and after a map queued by another thread") {
+        std::vector<int> map_result;
+        std::thread other([&] { map_result = pool.map(square, iota_vector(20'000), 1); });
+        int wrong = 0;
+        for (int i = 0; i < 2'000; ++i) wrong += pool.apply(add, i, 1) != i + 1;
+        other.join();
+        for (int i = 0; i < 2'000; ++i) wrong += pool.apply(add, i, 2) != i + 2;
+        CHECK(wrong == 0);
+        CHECK(map_result == squares_of(iota_vector(20'000)));
+    }
+    SECTION("two threads applying at once each get their own results") {
+        std::atomic<int> wrong{0};
+        auto user = [&](int base) {
+            for (int i = 0; i < 2'000; ++i) wrong += pool.apply(add, base, i) != base + i;
+        };
+        std::thread one(user, 1'000'000);
+        std::thread two(user, 2'000'000);
+        one.join();
+        two.join();
+        CHECK(wrong.load() == 0);
+    }
+    SECTION("terminate from another thread fails an apply in flight with PoolTerminated") {
+        std::thread terminator([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            pool.terminate();
+        });
+        CHECK_THROWS_AS(pool.apply(sleep_then_return_slowly, 1), mpp::PoolTerminated);
+        terminator.join();
+        CHECK_THROWS_AS(pool.apply(add, 1, 2), std::logic_error);
+    }
+}
+
 TEST_CASE("apply_async returns a result that get() delivers", "[pool][apply]") {
     mpp::Pool pool(2);
     std::vector<mpp::AsyncResult<int>> results;

@@ -86,47 +86,13 @@ public:
     /// f(args...) in a worker; blocks for the result.
     template <class F, class... Args>
     apply_result<F, Args...> apply(F f, Args&&... args) {
-        return apply_async(std::move(f), std::forward<Args>(args)...).get();
+        return submit_task(/*caller_waits=*/true, std::move(f), std::forward<Args>(args)...).get();
     }
 
     /// f(args...) in a worker; the arguments are copied (encoded) now.
     template <class F, class... Args>
     AsyncResult<apply_result<F, Args...>> apply_async(F f, Args&&... args) {
-        detail::check_shippable<F, Serializer>();
-        using R = apply_result<F, Args...>;
-        using packed = std::tuple<std::decay_t<Args>...>;
-        using job_type = detail::single_job<Serializer, R>;
-        auto job = std::make_shared<job_type>(&detail::run_chunk<Serializer, F, packed, detail::call_spread>,
-                                              detail::encode_callable<Serializer>(f), item_stride<packed>());
-        auto state = job_type::shared_state(job);
-        if constexpr (item_stride<packed>() != 0 && item_stride<packed>() <= job_type::inline_argument_bytes) {
-            // Plain values: encoded straight into the job, no buffer of their own.
-            detail::store_fixed<Serializer>(job->inline_argument(), packed(std::forward<Args>(args)...));
-            job->add_inline_argument(item_stride<packed>());
-        } else {
-            detail::item_block_writer items(item_stride<packed>());
-            items.begin_item();
-            std::shared_ptr<detail::staging_memory::lease> staged;
-            if constexpr (std::same_as<Serializer, binary_serializer> && (serializable<std::decay_t<Args>> && ...)) {
-                // A tuple's binary encoding is its elements back to back: encode the
-                // arguments where they are instead of copying them into a tuple first,
-                // into a buffer sized once (a 64 MiB argument is copied once, not thrice).
-                std::size_t size = 16;
-                ((size = detail::saturating_add(size, detail::binary_size_hint(static_cast<const std::decay_t<Args>&>(args)))), ...);
-                // A large one goes straight into shared memory, where the worker decodes it.
-                if (size != detail::unknown_size && size >= detail::staging_threshold)
-                    staged = core_->staging().allocate(size);
-                if (staged) detail::writer_storage::use_fixed(items.out(), staged->bytes());
-                if (size != detail::unknown_size) items.out().reserve(size);
-                (save_with<Serializer>(items.out(), static_cast<const std::decay_t<Args>&>(args)), ...);
-            } else {
-                save_with<Serializer>(items.out(), packed(std::forward<Args>(args)...));
-            }
-            items.end_item();
-            add_block(*job, std::move(items), std::move(staged), 1);
-        }
-        core_->submit(std::move(job), "apply_async");
-        return AsyncResult<R>(std::move(state));
+        return submit_task(/*caller_waits=*/false, std::move(f), std::forward<Args>(args)...);
     }
 
     /// [f(x) for x in xs], computed in parallel; blocks. Throws the first failed task's exception.
@@ -193,6 +159,50 @@ public:
     std::vector<pid_t> pids() const { return core_->pids(); }
 
 private:
+    /// One task as its own job. A caller that waits for it (apply) may hand it to an
+    /// idle worker and collect the result itself (pool_core::submit_and_watch).
+    template <class F, class... Args>
+    AsyncResult<apply_result<F, Args...>> submit_task(bool caller_waits, F f, Args&&... args) {
+        detail::check_shippable<F, Serializer>();
+        using R = apply_result<F, Args...>;
+        using packed = std::tuple<std::decay_t<Args>...>;
+        using job_type = detail::single_job<Serializer, R>;
+        auto job = std::make_shared<job_type>(&detail::run_chunk<Serializer, F, packed, detail::call_spread>,
+                                              detail::encode_callable<Serializer>(f), item_stride<packed>());
+        auto state = job_type::shared_state(job);
+        if constexpr (item_stride<packed>() != 0 && item_stride<packed>() <= job_type::inline_argument_bytes) {
+            // Plain values: encoded straight into the job, no buffer of their own.
+            detail::store_fixed<Serializer>(job->inline_argument(), packed(std::forward<Args>(args)...));
+            job->add_inline_argument(item_stride<packed>());
+        } else {
+            detail::item_block_writer items(item_stride<packed>());
+            items.begin_item();
+            std::shared_ptr<detail::staging_memory::lease> staged;
+            if constexpr (std::same_as<Serializer, binary_serializer> && (serializable<std::decay_t<Args>> && ...)) {
+                // A tuple's binary encoding is its elements back to back: encode the
+                // arguments where they are instead of copying them into a tuple first,
+                // into a buffer sized once (a 64 MiB argument is copied once, not thrice).
+                std::size_t size = 16;
+                ((size = detail::saturating_add(size, detail::binary_size_hint(static_cast<const std::decay_t<Args>&>(args)))), ...);
+                // A large one goes straight into shared memory, where the worker decodes it.
+                if (size != detail::unknown_size && size >= detail::staging_threshold)
+                    staged = core_->staging().allocate(size);
+                if (staged) detail::writer_storage::use_fixed(items.out(), staged->bytes());
+                if (size != detail::unknown_size) items.out().reserve(size);
+                (save_with<Serializer>(items.out(), static_cast<const std::decay_t<Args>&>(args)), ...);
+            } else {
+                save_with<Serializer>(items.out(), packed(std::forward<Args>(args)...));
+            }
+            items.end_item();
+            add_block(*job, std::move(items), std::move(staged), 1);
+        }
+        if (caller_waits)
+            core_->submit_and_watch(std::move(job), "apply");  // returns once done, or handed to the pool thread
+        else
+            core_->submit(std::move(job), "apply_async");
+        return AsyncResult<R>(std::move(state));
+    }
+
     static PoolOptions options_with(std::size_t processes) {
         PoolOptions options;
         options.processes = processes;

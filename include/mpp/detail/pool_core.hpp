@@ -29,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -146,6 +147,7 @@ public:
         // the pool thread a little later (pids() waits for them).
         for (std::size_t i = 0; i < processes_; ++i) adopt_worker(i, 0);
         thread_ = std::thread([this] { loop(); });
+        pool_thread_id_ = thread_.get_id();  // read by callers only: join() resets thread_
     }
 
     ~pool_core() {
@@ -170,13 +172,47 @@ public:
     void submit(std::shared_ptr<job_base> job, const char* caller) {
         {
             std::lock_guard guard(control_mutex_);
-            // E.g. the first workers could not be forked: say why, not just "closed".
-            if (engine_error_) std::rethrow_exception(engine_error_);
-            if (closed_ || terminating_)
-                throw std::logic_error(std::string("Pool::") + caller + ": the pool is closed; no new work is accepted");
+            check_open(caller);
             incoming_jobs_.push_back(std::move(job));
         }
         wake();
+    }
+
+    /// Queues a job of one task whose caller waits for it (apply). When the pool
+    /// thread sleeps with nothing queued and a worker idles, the caller writes the
+    /// task into that worker's ring and collects the result itself: a round trip is
+    /// then two hand-offs (caller -> worker -> caller), not four through the pool
+    /// thread, and none when both sides are still spinning from the previous call.
+    /// Returns once the result is in, or once the pool thread has taken over.
+    void submit_and_watch(std::shared_ptr<job_base> job, const char* caller) {
+        std::unique_lock engine(engine_mutex_, std::defer_lock);
+        // Never from the pool thread (a callback calling apply): it holds the engine.
+        if (std::this_thread::get_id() != pool_thread_id_) (void)engine.try_lock();
+        bool direct = engine.owns_lock() && ready_.empty() && has_idle_worker();
+        {
+            std::lock_guard guard(control_mutex_);
+            check_open(caller);
+            direct = direct && incoming_jobs_.empty() && incoming_ready_.empty();
+            if (!direct) incoming_jobs_.push_back(job);
+        }
+        if (!direct) {
+            if (engine.owns_lock()) engine.unlock();
+            wake();
+            return;
+        }
+        // Open when we looked, under the engine: the pool thread sees a close only
+        // after us, with this job among its unfinished ones.
+        ready_.push_back(job);
+        job->unfinished_slot = jobs_.size();
+        jobs_.push_back(job);
+        feed();
+        const std::optional<watched_chunk> sent = locate(*job);
+        if (!sent) {
+            wake();  // not (wholly) in a ring yet: the pool thread finishes the sending
+            return;
+        }
+        engine.unlock();
+        watch(*sent);
     }
 
     /// A lazy job (imap) received more items.
@@ -241,6 +277,69 @@ public:
 
 
 private:
+    /// Under control_mutex_: throws unless new work may be submitted.
+    void check_open(const char* caller) const {
+        // E.g. the first workers could not be forked: say why, not just "closed".
+        if (engine_error_) std::rethrow_exception(engine_error_);
+        if (closed_ || terminating_)
+            throw std::logic_error(std::string("Pool::") + caller + ": the pool is closed; no new work is accepted");
+    }
+
+    /// A task a caller hands to a worker itself and whose result it collects.
+    struct watched_chunk {
+        std::size_t slot;
+        pid_t pid;
+        std::uint64_t seq;
+    };
+
+    /// Under the engine: where a one-task job went, if it is wholly in the ring of a
+    /// worker whose pid is known (the first workers' pids arrive a little after the
+    /// constructor returns).
+    std::optional<watched_chunk> locate(const job_base& job) const {
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            const worker_state& worker = workers_[i];
+            if (worker.pid > 0 && worker.chunks.size() == 1 && worker.writing == 1 &&
+                worker.chunks.front().job.get() == &job)
+                return watched_chunk{i, worker.pid, worker.chunks.front().seq};
+        }
+        return std::nullopt;
+    }
+
+    /// Spins (about 50 us at most) for the watched chunk's result and takes it in
+    /// under the engine. If it is not back by then, the pool thread takes over: it
+    /// slept without looking at this worker, so it is woken to look again.
+    void watch(const watched_chunk& sent) {
+        spsc_ring& results = *memory_.slot(sent.slot).results;
+        const std::int64_t give_up = steady_now_ns() + 50'000;
+        for (unsigned spin = 1;; ++spin) {
+            if (results.readable() > 0) {
+                std::lock_guard engine(engine_mutex_);
+                if (take_watched_result(sent)) return;
+            }
+            cpu_relax();
+            if (spin % 64 == 0 && steady_now_ns() > give_up) break;
+        }
+        std::lock_guard engine(engine_mutex_);
+        if (is_outstanding(sent)) wake();
+    }
+
+    /// Under the engine: whether the watched chunk still waits for its result.
+    bool is_outstanding(const watched_chunk& sent) const {
+        const worker_state& worker = workers_[sent.slot];
+        return worker.alive && worker.pid == sent.pid && !worker.chunks.empty() && worker.chunks.front().seq == sent.seq;
+    }
+
+    /// Under the engine: reads the watched chunk's result message (only that one:
+    /// other jobs' results, and their callbacks, stay with the pool thread). True
+    /// once the chunk is no longer outstanding, taken here or elsewhere.
+    bool take_watched_result(const watched_chunk& sent) {
+        if (!is_outstanding(sent)) return true;
+        worker_state& worker = workers_[sent.slot];
+        worker_slot& slot = memory_.slot(sent.slot);
+        if (read_from(worker, *slot.results, slot, /*max_messages=*/1)) slot.results->publish_read();
+        return !is_outstanding(sent);
+    }
+
     struct sent_chunk {
         std::shared_ptr<job_base> job;
         chunk_piece piece;
@@ -316,6 +415,7 @@ private:
                 terminating_ = true;
                 engine_error_ = std::current_exception();
             }
+            std::lock_guard engine(engine_mutex_);
             shut_down_now(std::current_exception());
         }
         // pids() stops waiting for pids that will never be announced.
@@ -328,6 +428,7 @@ private:
     /// while the constructor returns) and publishes their pids.
     void adopt_first_workers() {
         server_->await_first();
+        std::lock_guard engine(engine_mutex_);
         std::lock_guard guard(control_mutex_);
         for (std::size_t i = 0; i < processes_; ++i) workers_[i].pid = pids_[i] = server_->first_pids()[i];
         pids_final_ = true;
@@ -336,6 +437,7 @@ private:
 
     void run_loop() {
         ::pthread_setname_np(::pthread_self(), "mpp-pool");  // tells it apart in top, perf and gdb
+        std::unique_lock engine(engine_mutex_);  // released only while asleep
         for (;;) {
             bool progressed = absorb_control();
             if (terminating_seen_) {
@@ -349,8 +451,16 @@ private:
             if (closed_seen_ && jobs_.empty()) {
                 if (begin_or_finish_close()) return;
             }
-            if (!progressed) sleep();
+            if (!progressed) sleep(engine);
         }
+    }
+
+    /// A live worker with nothing queued that may take a task now.
+    bool has_idle_worker() const {
+        for (const worker_state& worker : workers_) {
+            if (worker.alive && worker.chunks.empty() && !worker.exit_queued && worker.budget > 0) return true;
+        }
+        return false;
     }
 
     /// Takes submissions, new lazy items and close/terminate requests.
@@ -503,9 +613,10 @@ private:
         return progressed;
     }
 
-    bool read_from(worker_state& worker, spsc_ring& ring, worker_slot& slot) {
+    bool read_from(worker_state& worker, spsc_ring& ring, worker_slot& slot,
+                   std::size_t max_messages = std::numeric_limits<std::size_t>::max()) {
         bool progressed = false;
-        for (;;) {
+        for (std::size_t messages = 0; messages < max_messages; ++messages) {
             if (worker.length_got < worker.length_bytes.size()) {
                 const std::size_t n = ring.try_read(std::span(worker.length_bytes).subspan(worker.length_got));
                 worker.length_got += n;
@@ -522,7 +633,7 @@ private:
                         complete_chunk(worker, slot.result_staging.subspan(sizeof length, length));
                     // release: our reads of the staged bytes are done before the worker reuses them.
                     slot.result_staged.store(0, std::memory_order_release);
-                    continue;
+                    continue;  // the next message
                 }
                 worker.incoming.reset(static_cast<std::size_t>(length));
                 worker.incoming_got = 0;
@@ -535,6 +646,7 @@ private:
             complete_chunk(worker, std::as_const(worker.incoming));
             progressed = true;
         }
+        return progressed;
     }
 
     void complete_chunk(worker_state& worker, std::span<const std::byte> message) {
@@ -724,8 +836,10 @@ private:
     /// Sleeps on the doorbell until a worker, a submitter or the fork server rings.
     /// A worker with a deep queue is not asked to ring at every result: the pool
     /// naps until about half its queue is done, so busy workers make no syscalls
-    /// for the pool's sake and the pool thread leaves the cores to them.
-    void sleep() {
+    /// for the pool's sake and the pool thread leaves the cores to them. The engine
+    /// is unlocked while asleep (a caller may use it: submit_and_watch), so what the
+    /// wait looks at is copied out first.
+    void sleep(std::unique_lock<std::mutex>& engine) {
         using namespace std::chrono;
         const std::size_t count = workers_.size();
         std::vector<wake_on>& wake = wake_on_;
@@ -754,18 +868,22 @@ private:
                 if (worker.writing == worker.chunks.size()) wake[i] = wake_on::drained;
             }
         }
-        auto unwritten = [&](std::size_t i) {
+        std::vector<char>& unwritten = unwritten_;  // has bytes waiting for room in its task ring
+        unwritten.assign(count, 0);
+        for (std::size_t i = 0; i < count; ++i) {
             const worker_state& worker = workers_[i];
-            return worker.alive && (worker.writing < worker.chunks.size() ||
-                                    (worker.exit_queued && worker.exit_written < exit_message_bytes));
-        };
+            unwritten[i] = worker.alive && (worker.writing < worker.chunks.size() ||
+                                            (worker.exit_queued && worker.exit_written < exit_message_bytes));
+        }
+        const std::uint64_t control_seen = control_seen_;
+        const std::uint32_t deaths_seen = deaths_seen_;
         auto has_work = [&] {
-            if (control_changes_.load(std::memory_order_acquire) != control_seen_) return true;
-            if (memory_.shared_header().deaths.load(std::memory_order_acquire) != deaths_seen_) return true;
+            if (control_changes_.load(std::memory_order_acquire) != control_seen) return true;
+            if (memory_.shared_header().deaths.load(std::memory_order_acquire) != deaths_seen) return true;
             for (std::size_t i = 0; i < count; ++i) {
                 if (wake[i] == wake_on::result && memory_.slot(i).results->readable() > 0) return true;
                 if (wake[i] == wake_on::drained && memory_.slot(i).tasks->drained()) return true;
-                if (unwritten(i) && memory_.slot(i).tasks->writable() > 0) return true;
+                if (unwritten[i] && memory_.slot(i).tasks->writable() > 0) return true;
             }
             return false;
         };
@@ -773,7 +891,7 @@ private:
             for (std::size_t i = 0; i < count; ++i) {
                 if (wake[i] == wake_on::result) memory_.slot(i).results->want_data();
                 if (wake[i] == wake_on::drained) memory_.slot(i).tasks->want_drained();
-                if (unwritten(i)) memory_.slot(i).tasks->want_space();
+                if (unwritten[i]) memory_.slot(i).tasks->want_space();
             }
         };
         auto deadline = steady_deadline::max();
@@ -789,8 +907,10 @@ private:
         for (const worker_state& worker : workers_)
             outstanding |= worker.alive && (!worker.chunks.empty() || worker.exit_queued);
         if (outstanding) deadline = std::min(deadline, steady_clock::now() + seconds(1));
-        if (!await(memory_.shared_header().doorbell, has_work, announce, deadline) && outstanding)
-            server_->check_alive();
+        engine.unlock();
+        const bool woken = await(memory_.shared_header().doorbell, has_work, announce, deadline);
+        engine.lock();
+        if (!woken && outstanding) server_->check_alive();
     }
 
     PoolOptions options_;
@@ -798,7 +918,9 @@ private:
     pool_memory memory_;
     std::unique_ptr<fork_server> server_;
 
-    // Pool thread only.
+    // The engine: the pool thread's, except while it sleeps, when a caller may take
+    // it to hand a task to an idle worker and collect the result (submit_and_watch).
+    std::mutex engine_mutex_;
     std::vector<worker_state> workers_;
     std::deque<std::shared_ptr<job_base>> ready_;  // jobs that may have chunks to send, in submission order
     std::vector<std::shared_ptr<job_base>> jobs_;  // every unfinished job, at its unfinished_slot
@@ -806,6 +928,7 @@ private:
     // worker with a deep queue, its taking the last queued chunk).
     enum class wake_on : std::uint8_t { nothing, result, drained };
     std::vector<wake_on> wake_on_;
+    std::vector<char> unwritten_;
     double recent_chunk_ns_ = 0;  // moving average of chunk run times, all jobs
     std::uint64_t control_seen_ = 0;
     std::uint32_t deaths_seen_ = 0;
@@ -829,6 +952,7 @@ private:
 
     std::mutex join_mutex_;
     std::thread thread_;
+    std::thread::id pool_thread_id_;
 };
 
 }  // namespace mpp::detail
