@@ -328,10 +328,7 @@ TEST_CASE("apply reads its own result and hands over to the pool thread whenever
           "[pool][apply]") {
     // With the pool thread asleep and a worker idle, apply hands the task to the worker
     // and reads the result itself; these are the cases where it must hand over or share.
-    mpp::PoolOptions options;
-    options.processes = 2;
-    options.ring_bytes = 4096;
-    mpp::Pool pool(options);
+    mpp::Pool pool(mpp::PoolOptions{.processes = 2, .ring_bytes = 4096});
     (void)pool.pids();  // both workers up and idle
     SECTION("results larger than the ring stream through it in pieces") {
         for (std::size_t bytes : {0, 1, 4000, 4096, 5000, 100'000, 200'000}) CHECK(pool.apply(big_string, bytes) == big_string(bytes));

@@ -202,9 +202,7 @@ public:
         }
         // Open when we looked, under the engine: the pool thread sees a close only
         // after us, with this job among its unfinished ones.
-        ready_.push_back(job);
-        job->unfinished_slot = jobs_.size();
-        jobs_.push_back(job);
+        accept(job);
         feed();
         const std::optional<watched_chunk> sent = locate(*job);
         if (!sent) {
@@ -334,9 +332,7 @@ private:
     /// once the chunk is no longer outstanding, taken here or elsewhere.
     bool take_watched_result(const watched_chunk& sent) {
         if (!is_outstanding(sent)) return true;
-        worker_state& worker = workers_[sent.slot];
-        worker_slot& slot = memory_.slot(sent.slot);
-        if (read_from(worker, *slot.results, slot, /*max_messages=*/1)) slot.results->publish_read();
+        receive_results(workers_[sent.slot], /*max_messages=*/1);
         return !is_outstanding(sent);
     }
 
@@ -455,6 +451,13 @@ private:
         }
     }
 
+    /// A submitted job joins the unfinished ones and the queue of those with chunks to send.
+    void accept(const std::shared_ptr<job_base>& job) {
+        ready_.push_back(job);
+        job->unfinished_slot = jobs_.size();
+        jobs_.push_back(job);
+    }
+
     /// A live worker with nothing queued that may take a task now.
     bool has_idle_worker() const {
         for (const worker_state& worker : workers_) {
@@ -477,9 +480,7 @@ private:
             terminating_seen_ = terminating_;
         }
         for (auto& job : jobs) {
-            ready_.push_back(job);
-            job->unfinished_slot = jobs_.size();
-            jobs_.push_back(job);
+            accept(job);
             complete_if_finished(job);  // an empty map is finished at once
         }
         for (auto& job : ready) {
@@ -603,18 +604,17 @@ private:
         std::memcpy(chunk.prefix.data() + sizeof length, &header, sizeof header);
     }
 
-    /// Reads every complete result message a worker has written.
-    bool receive_results(worker_state& worker) {
+    /// Reads the complete result messages a worker has written (all, or the first few).
+    bool receive_results(worker_state& worker, std::size_t max_messages = std::numeric_limits<std::size_t>::max()) {
         if (!worker.alive && worker.chunks.empty()) return false;
         worker_slot& slot = memory_.slot(static_cast<std::size_t>(&worker - workers_.data()));
         spsc_ring& ring = *slot.results;
-        const bool progressed = read_from(worker, ring, slot);
+        const bool progressed = read_from(worker, ring, slot, max_messages);
         if (progressed) ring.publish_read();
         return progressed;
     }
 
-    bool read_from(worker_state& worker, spsc_ring& ring, worker_slot& slot,
-                   std::size_t max_messages = std::numeric_limits<std::size_t>::max()) {
+    bool read_from(worker_state& worker, spsc_ring& ring, worker_slot& slot, std::size_t max_messages) {
         bool progressed = false;
         for (std::size_t messages = 0; messages < max_messages; ++messages) {
             if (worker.length_got < worker.length_bytes.size()) {
