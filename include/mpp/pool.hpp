@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mpp/async_result.hpp"
+#include "mpp/detail/block_cache.hpp"
 #include "mpp/detail/imap_view.hpp"
 #include "mpp/detail/pool_core.hpp"
 #include "mpp/detail/pool_jobs.hpp"
@@ -167,8 +168,9 @@ private:
         using R = apply_result<F, Args...>;
         using packed = std::tuple<std::decay_t<Args>...>;
         using job_type = detail::single_job<Serializer, R>;
-        auto job = std::make_shared<job_type>(&detail::run_chunk<Serializer, F, packed, detail::call_spread>,
-                                              detail::encode_callable<Serializer>(f), item_stride<packed>());
+        auto job = std::allocate_shared<job_type>(detail::recycling_allocator<job_type>(core_->job_memory()),
+                                                  &detail::run_chunk<Serializer, F, packed, detail::call_spread>,
+                                                  detail::encode_callable<Serializer>(f), item_stride<packed>());
         auto state = job_type::shared_state(job);
         if constexpr (item_stride<packed>() != 0 && item_stride<packed>() <= job_type::inline_argument_bytes) {
             // Plain values: encoded straight into the job, no buffer of their own.

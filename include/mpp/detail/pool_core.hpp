@@ -37,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include "mpp/detail/block_cache.hpp"
 #include "mpp/detail/fork_server.hpp"
 #include "mpp/detail/job.hpp"
 #include "mpp/detail/segment.hpp"
@@ -161,6 +162,8 @@ public:
 
     /// Where callers encode large arguments so that workers read them in place.
     staging_memory& staging() const noexcept { return memory_.staging(); }
+    /// Where apply and apply_async jobs are allocated: their memory stays warm between bursts.
+    const std::shared_ptr<block_cache>& job_memory() const noexcept { return job_memory_; }
 
     std::vector<pid_t> pids() const {
         std::unique_lock guard(control_mutex_);
@@ -917,6 +920,7 @@ private:
     std::size_t processes_;
     pool_memory memory_;
     std::unique_ptr<fork_server> server_;
+    std::shared_ptr<block_cache> job_memory_ = std::make_shared<block_cache>();  // jobs may outlive the pool
 
     // The engine: the pool thread's, except while it sleeps, when a caller may take
     // it to hand a task to an idle worker and collect the result (submit_and_watch).
