@@ -38,6 +38,9 @@ The workload keys (every key is on both sides unless marked "mpp only"):
     cpu_parallel_time             ms       the same items through map() on the pool
     cpu_speedup                   x        serial / parallel, per run
     cpu_efficiency                %        speedup / processes
+    cpu_speedup_bare_processes    x        mpp only: the same items dealt round-robin to forked
+                                           children that already wait for the start, no pool:
+                                           the speedup this machine allows
     queue_put_get                 items/s  one producer process puts ints, the parent gets them
     pipe_round_trip               us       parent sends an int, a child process echoes it back
     pipe_one_way                  msgs/s   a child process sends ints, the parent receives
@@ -92,6 +95,7 @@ ORDER = [
     "payload_1MiB_to_worker", "payload_1MiB_from_worker", "payload_8MiB_to_worker",
     "payload_8MiB_from_worker", "payload_64MiB_to_worker", "payload_64MiB_from_worker",
     "cpu_serial_time", "cpu_parallel_time", "cpu_speedup", "cpu_efficiency",
+    "cpu_speedup_bare_processes",
     "queue_put_get", "pipe_round_trip", "pipe_one_way", "value_increment_locked_2proc",
     "lock_uncontended", "array_fill", "pool_start_stop", "process_start_join",
     "uneven_chunksize_auto", "uneven_chunksize_1", "uneven_chunksize_8", "uneven_chunksize_64",

@@ -22,6 +22,9 @@
 #include <utility>
 #include <vector>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -226,6 +229,45 @@ std::vector<int> iota_ints(std::size_t n) {
     return xs;
 }
 
+/// Row 5's reference without mpp: the items dealt round-robin to `processes` forked
+/// children, already started and waiting on a pipe when the clock starts, each running
+/// its share and reporting on another pipe. Whatever this misses of a perfect speedup
+/// is the machine's, not the pool's. Seconds from the start signal to the last report.
+double bare_processes_seconds(const std::vector<std::uint64_t>& items, std::size_t processes) {
+    int start_pipe[2];
+    int done_pipe[2];
+    if (::pipe(start_pipe) != 0 || ::pipe(done_pipe) != 0) throw std::runtime_error("bare processes: pipe failed");
+    std::vector<pid_t> children;
+    for (std::size_t w = 0; w < processes; ++w) {
+        const pid_t pid = ::fork();
+        if (pid < 0) throw std::runtime_error("bare processes: fork failed");
+        if (pid == 0) {
+            char byte = 0;
+            if (::read(start_pipe[0], &byte, 1) != 1) ::_exit(1);
+            std::uint64_t sum = 0;
+            for (std::size_t i = w; i < items.size(); i += processes) sum += cpu_work(items[i]);
+            sink = sum;
+            ::_exit(::write(done_pipe[1], &byte, 1) == 1 ? 0 : 1);
+        }
+        children.push_back(pid);
+    }
+    const std::string go(processes, 'g');
+    const auto start = clock_type::now();
+    bool ok = ::write(start_pipe[1], go.data(), go.size()) == static_cast<ssize_t>(go.size());
+    for (std::size_t w = 0; ok && w < processes; ++w) {
+        char byte = 0;
+        ok = ::read(done_pipe[0], &byte, 1) == 1;
+    }
+    const double seconds = seconds_since(start);
+    for (int fd : {start_pipe[0], start_pipe[1], done_pipe[0], done_pipe[1]}) ::close(fd);
+    for (pid_t pid : children) {
+        int status = 0;
+        ok = ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok;
+    }
+    if (!ok) throw std::runtime_error("bare processes: a child failed");
+    return seconds;
+}
+
 void bench_pool_workloads(Report& report, Config& c, std::size_t processes) {
     const int runs = c.runs;
     mpp::Pool pool(processes);
@@ -313,7 +355,7 @@ void bench_pool_workloads(Report& report, Config& c, std::size_t processes) {
     {
         c.cpu_iterations = calibrate_cpu_iterations(c.cpu_item_ms);
         const std::vector<std::uint64_t> items(c.cpu_items, c.cpu_iterations);
-        std::vector<double> serial, parallel, speedup, efficiency;
+        std::vector<double> serial, parallel, speedup, efficiency, bare_speedup;
         for (int r = 0; r < runs; ++r) {
             const double ts = timed([&] {
                 std::uint64_t sum = 0;
@@ -325,11 +367,13 @@ void bench_pool_workloads(Report& report, Config& c, std::size_t processes) {
             parallel.push_back(tp * 1e3);
             speedup.push_back(ts / tp);
             efficiency.push_back(100.0 * ts / tp / static_cast<double>(processes));
+            bare_speedup.push_back(ts / bare_processes_seconds(items, processes));
         }
         report.add("cpu_serial_time", "ms", serial, false);
         report.add("cpu_parallel_time", "ms", parallel, false);
         report.add("cpu_speedup", "x", speedup, true);
         report.add("cpu_efficiency", "%", efficiency, true);
+        report.add("cpu_speedup_bare_processes", "x", bare_speedup, true);
     }
 
     // Uneven items for adaptive chunking: 1% (placed pseudo-randomly) are 1000x slower.
