@@ -111,4 +111,16 @@ TEST_CASE("An object made with recycling_allocator keeps its cache alive and ret
     CHECK(watch.expired());
 }
 
+TEST_CASE("recycling_allocator gives an over-aligned object its alignment", "[block_cache]") {
+    struct alignas(64) aligned_payload {
+        std::array<std::uint64_t, 8> words{};
+    };
+    auto cache = std::make_shared<block_cache>();
+    for (int i = 0; i < 4; ++i) {
+        auto object = std::allocate_shared<aligned_payload>(recycling_allocator<aligned_payload>(cache));
+        CHECK(reinterpret_cast<std::uintptr_t>(object.get()) % 64 == 0);
+    }
+    CHECK(cache->retained_bytes() == 0);  // it went around the cache
+}
+
 }  // namespace

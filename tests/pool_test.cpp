@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cerrno>
@@ -195,6 +196,15 @@ struct Point {  // trivially copyable: travels as raw bytes
     double y;
 };
 Point halve_and_double(Point p) { return Point{p.x * 2, p.y / 2}; }
+
+struct alignas(32) WideValue {  // aligned beyond what operator new gives by default (16)
+    std::array<long long, 8> words;
+};
+WideValue widen(int x) {
+    WideValue value{};
+    value.words[7] = x;
+    return value;
+}
 enum class Color : unsigned char { red, green, blue };
 Color color_of(int x) { return static_cast<Color>(x % 3); }
 bool is_even(int x) { return x % 2 == 0; }
@@ -377,6 +387,21 @@ TEST_CASE("apply_async returns a result that get() delivers", "[pool][apply]") {
     std::vector<mpp::AsyncResult<int>> results;
     for (int i = 0; i < 20; ++i) results.push_back(pool.apply_async(add, i, 100));
     for (int i = 0; i < 20; ++i) CHECK(results[static_cast<std::size_t>(i)].get() == i + 100);
+}
+
+TEST_CASE("apply_async reuses the memory of finished calls and serves over-aligned results", "[pool][apply]") {
+    mpp::Pool pool(2);
+    for (int round = 0; round < 3; ++round) {  // later rounds take their jobs from the pool's cache
+        std::vector<mpp::AsyncResult<int>> results;
+        for (int i = 0; i < 2000; ++i) results.push_back(pool.apply_async(add, i, round));
+        for (int i = 0; i < 2000; ++i) REQUIRE(results[static_cast<std::size_t>(i)].get() == i + round);
+    }
+    // A result type aligned beyond operator new's default takes the ordinary allocator.
+    auto wide = pool.apply_async(widen, 7);
+    const WideValue value = wide.get();
+    CHECK(reinterpret_cast<std::uintptr_t>(&value) % 32 == 0);
+    CHECK(value.words[7] == 7);
+    CHECK(pool.apply(widen, 8).words[7] == 8);
 }
 
 TEST_CASE("map returns the results in input order", "[pool][map]") {

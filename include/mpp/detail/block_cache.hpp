@@ -2,7 +2,8 @@
 // behind each apply_async): a freed block waits here for the next object of its
 // size instead of going back to malloc, which may hand the pages back to the
 // kernel and fault them in again on the next burst. Keeps at most retained_limit
-// bytes; past that, and for blocks over largest_block, it is plain operator new.
+// bytes (about: two threads freeing at once may each take the last room); past
+// that, and for blocks over largest_block, it is plain operator new.
 #pragma once
 
 #include <array>
@@ -80,8 +81,9 @@ private:
 /// object keeps the cache alive, so it may outlive the pool that made it.
 template <class T>
 class recycling_allocator {
-    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__,
-                  "recycling_allocator: block_cache hands out operator new's default alignment");
+    // The cache hands out operator new's default alignment; an over-aligned object
+    // (a result type declared alignas(64), say) is allocated as usual instead.
+    static constexpr bool cacheable = alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__;
 
 public:
     using value_type = T;
@@ -90,8 +92,14 @@ public:
     template <class U>
     recycling_allocator(const recycling_allocator<U>& other) noexcept : cache_(other.cache_) {}
 
-    T* allocate(std::size_t n) { return static_cast<T*>(cache_->allocate(n * sizeof(T))); }
-    void deallocate(T* memory, std::size_t n) noexcept { cache_->deallocate(memory, n * sizeof(T)); }
+    T* allocate(std::size_t n) {
+        if constexpr (!cacheable) return std::allocator<T>().allocate(n);
+        return static_cast<T*>(cache_->allocate(n * sizeof(T)));
+    }
+    void deallocate(T* memory, std::size_t n) noexcept {
+        if constexpr (!cacheable) return std::allocator<T>().deallocate(memory, n);
+        cache_->deallocate(memory, n * sizeof(T));
+    }
 
     template <class U>
     bool operator==(const recycling_allocator<U>& other) const noexcept {
