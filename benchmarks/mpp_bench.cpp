@@ -238,12 +238,20 @@ std::vector<int> iota_ints(std::size_t n) {
 double bare_processes_seconds(const std::vector<std::uint64_t>& items, std::size_t processes) {
     int start_pipe[2];
     int done_pipe[2];
-    if (::pipe(start_pipe) != 0 || ::pipe(done_pipe) != 0) throw std::runtime_error("bare processes: pipe failed");
+    if (::pipe(start_pipe) != 0) throw std::runtime_error("bare processes: pipe failed");
+    if (::pipe(done_pipe) != 0) {
+        ::close(start_pipe[0]);
+        ::close(start_pipe[1]);
+        throw std::runtime_error("bare processes: pipe failed");
+    }
     std::vector<pid_t> children;
-    for (std::size_t w = 0; w < processes; ++w) {
+    bool ok = true;
+    for (std::size_t w = 0; ok && w < processes; ++w) {
         const pid_t pid = ::fork();
-        if (pid < 0) throw std::runtime_error("bare processes: fork failed");
         if (pid == 0) {
+            // Only the parent holds the start pipe's write end: if it fails, closing it ends the wait.
+            ::close(start_pipe[1]);
+            ::close(done_pipe[0]);
             char byte = 0;
             if (::read(start_pipe[0], &byte, 1) != 1) ::_exit(1);
             std::uint64_t sum = 0;
@@ -251,22 +259,28 @@ double bare_processes_seconds(const std::vector<std::uint64_t>& items, std::size
             sink = sum;
             ::_exit(::write(done_pipe[1], &byte, 1) == 1 ? 0 : 1);
         }
-        children.push_back(pid);
+        if (pid < 0)
+            ok = false;
+        else
+            children.push_back(pid);
     }
-    const std::string go(processes, 'g');
-    const auto start = clock_type::now();
-    bool ok = ::write(start_pipe[1], go.data(), go.size()) == static_cast<ssize_t>(go.size());
-    for (std::size_t w = 0; ok && w < processes; ++w) {
-        char byte = 0;
-        ok = ::read(done_pipe[0], &byte, 1) == 1;
+    double seconds = 0;
+    if (ok) {
+        const std::string go(processes, 'g');
+        const auto start = clock_type::now();
+        ok = ::write(start_pipe[1], go.data(), go.size()) == static_cast<ssize_t>(go.size());
+        for (std::size_t w = 0; ok && w < processes; ++w) {
+            char byte = 0;
+            ok = ::read(done_pipe[0], &byte, 1) == 1;
+        }
+        seconds = seconds_since(start);
     }
-    const double seconds = seconds_since(start);
     for (int fd : {start_pipe[0], start_pipe[1], done_pipe[0], done_pipe[1]}) ::close(fd);
     for (pid_t pid : children) {
         int status = 0;
         ok = ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok;
     }
-    if (!ok) throw std::runtime_error("bare processes: a child failed");
+    if (!ok) throw std::runtime_error("bare processes: a fork, a pipe or a child failed");
     return seconds;
 }
 
