@@ -3,11 +3,9 @@
 #include <catch2/catch.hpp>
 
 #include <array>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <set>
 #include <thread>
 #include <vector>
 
