@@ -7,6 +7,7 @@
 #include <mpp/sync.hpp>
 
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -387,6 +388,32 @@ TEST_CASE("apply reads its own result and hands over to the pool thread whenever
         terminator.join();
         CHECK_THROWS_AS(pool.apply(add, 1, 2), std::logic_error);
     }
+}
+
+TEST_CASE("apply on the same CPU as its workers yields to them and gets every result", "[pool][apply]") {
+    // Pinned to one CPU, and so are the pool's thread and processes (they inherit
+    // the mask): every worker apply finds shares the caller's CPU, so the caller
+    // yields while it waits and the worker sleeps at once after each task.
+    cpu_set_t before;
+    REQUIRE(::sched_getaffinity(0, sizeof before, &before) == 0);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(::sched_getcpu(), &one);
+    REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);
+    struct restore_affinity {
+        cpu_set_t mask;
+        ~restore_affinity() { ::sched_setaffinity(0, sizeof mask, &mask); }
+    } restore{before};
+
+    mpp::Pool pool(2);
+    int wrong = 0;
+    for (int i = 0; i < 500; ++i) wrong += pool.apply(add, i, 1) != i + 1;
+    auto queued = pool.apply_async(square, 7);  // through the pool thread, between direct calls
+    for (int i = 0; i < 100; ++i) wrong += pool.apply(add, i, 2) != i + 2;
+    CHECK(wrong == 0);
+    CHECK(queued.get() == 49);
+    CHECK(pool.map(square, iota_vector(1'000), 1) == squares_of(iota_vector(1'000)));
+    CHECK(pool.apply(big_string, 100'000) == big_string(100'000));
 }
 
 TEST_CASE("apply_async returns a result that get() delivers", "[pool][apply]") {

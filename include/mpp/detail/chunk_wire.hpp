@@ -54,6 +54,7 @@ struct worker_progress {
     std::atomic<std::uint64_t> running_seq{0};     // chunk being run (0: none yet)
     std::atomic<std::uint32_t> tasks_done{0};      // tasks of that chunk already finished
     std::atomic<std::int64_t> task_started_ns{0};  // steady-clock start of the running task, 0 when idle
+    std::atomic<std::int32_t> cpu{-1};             // the CPU it last looked for a task on (-1: unknown)
 };
 
 /// Precedes every task message. seq 0 asks the worker to exit.
@@ -67,6 +68,9 @@ struct chunk_header {
     // the worker instead of following in the message; null when they follow.
     const std::byte* staged_items = nullptr;
     std::uint64_t staged_item_bytes = 0;
+    // The CPU of a caller waiting for this chunk's result itself, -1 if none. A
+    // worker on that same CPU sleeps at once after it instead of spinning.
+    std::int32_t watcher_cpu = -1;
 };
 
 /// Set in a message's length word when the message itself waits in the

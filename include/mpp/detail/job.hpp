@@ -206,6 +206,9 @@ public:
     /// Where the pool thread keeps this job among its unfinished ones (pool thread only).
     static constexpr std::size_t no_slot = SIZE_MAX;
     std::size_t unfinished_slot = no_slot;
+    /// The CPU a caller waits on for this one-task job's result, handed to its
+    /// worker itself (pool_core::submit_and_watch); -1 otherwise.
+    int watcher_cpu = -1;
 
     chunk_runner runner() const noexcept { return runner_; }
     std::size_t item_stride() const noexcept { return item_stride_; }

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "mpp/detail/block_cache.hpp"
+#include "mpp/detail/cpu_placement.hpp"
 #include "mpp/detail/fork_server.hpp"
 #include "mpp/detail/job.hpp"
 #include "mpp/detail/segment.hpp"
@@ -186,12 +187,15 @@ public:
     /// task into that worker's ring and collects the result itself: a round trip is
     /// then two hand-offs (caller -> worker -> caller), not four through the pool
     /// thread, and none when both sides are still spinning from the previous call.
+    /// It picks a worker that last ran on another CPU than its own where it can.
     /// Returns once the result is in, or once the pool thread has taken over.
     void submit_and_watch(std::shared_ptr<job_base> job, const char* caller) {
         std::unique_lock engine(engine_mutex_, std::defer_lock);
         // Never from the pool thread (a callback calling apply): it holds the engine.
         if (std::this_thread::get_id() != pool_thread_id_) (void)engine.try_lock();
-        bool direct = engine.owns_lock() && ready_.empty() && has_idle_worker();
+        const int caller_cpu = current_cpu();
+        const std::size_t idle = engine.owns_lock() && ready_.empty() ? idle_worker_for(caller_cpu) : no_worker;
+        bool direct = idle != no_worker;
         {
             std::lock_guard guard(control_mutex_);
             check_open(caller);
@@ -203,17 +207,23 @@ public:
             wake();
             return;
         }
+        // A worker on the caller's own CPU runs only once the caller yields it, and
+        // the caller only once the worker sleeps or moves (cpu_placement.hpp): both
+        // are told, or each call would cost a preemption (~16 us here, against
+        // ~1.7 us on two CPUs).
+        const bool shares_cpu = memory_.slot(idle).progress.cpu.load(std::memory_order_relaxed) == caller_cpu;
+        if (shares_cpu) job->watcher_cpu = caller_cpu;
         // Open when we looked, under the engine: the pool thread sees a close only
         // after us, with this job among its unfinished ones.
         accept(job);
-        feed();
+        feed(idle);
         const std::optional<watched_chunk> sent = locate(*job);
         if (!sent) {
             wake();  // not (wholly) in a ring yet: the pool thread finishes the sending
             return;
         }
         engine.unlock();
-        watch(*sent);
+        watch(*sent, shares_cpu);
     }
 
     /// A lazy job (imap) received more items.
@@ -307,9 +317,10 @@ private:
     }
 
     /// Spins (about 50 us at most) for the watched chunk's result and takes it in
-    /// under the engine. If it is not back by then, the pool thread takes over: it
-    /// slept without looking at this worker, so it is woken to look again.
-    void watch(const watched_chunk& sent) {
+    /// under the engine; yields between looks when the worker shares our CPU. If it
+    /// is not back by then, the pool thread takes over: it slept without looking at
+    /// this worker, so it is woken to look again.
+    void watch(const watched_chunk& sent, bool shares_cpu) {
         spsc_ring& results = *memory_.slot(sent.slot).results;
         const std::int64_t give_up = steady_now_ns() + 50'000;
         for (unsigned spin = 1;; ++spin) {
@@ -317,7 +328,7 @@ private:
                 std::lock_guard engine(engine_mutex_);
                 if (take_watched_result(sent)) return;
             }
-            cpu_relax();
+            if (shares_cpu) ::sched_yield(); else cpu_relax();
             if (spin % 64 == 0 && steady_now_ns() > give_up) break;
         }
         std::lock_guard engine(engine_mutex_);
@@ -461,12 +472,19 @@ private:
         jobs_.push_back(job);
     }
 
-    /// A live worker with nothing queued that may take a task now.
-    bool has_idle_worker() const {
-        for (const worker_state& worker : workers_) {
-            if (worker.alive && worker.chunks.empty() && !worker.exit_queued && worker.budget > 0) return true;
+    static constexpr std::size_t no_worker = SIZE_MAX;
+
+    /// A live worker with nothing queued that may take a task now, one that last
+    /// ran on another CPU than `cpu` if there is one; no_worker if none idles.
+    std::size_t idle_worker_for(int cpu) const {
+        std::size_t found = no_worker;
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            const worker_state& worker = workers_[i];
+            if (!worker.alive || !worker.chunks.empty() || worker.exit_queued || worker.budget == 0) continue;
+            if (memory_.slot(i).progress.cpu.load(std::memory_order_relaxed) != cpu) return i;
+            if (found == no_worker) found = i;
         }
-        return false;
+        return found;
     }
 
     /// Takes submissions, new lazy items and close/terminate requests.
@@ -496,12 +514,13 @@ private:
     /// Finishes writing what each worker was sent, then deals new chunks one per
     /// worker per round (not one worker's whole queue first: with few chunks,
     /// that would leave the others idle) while any has room for one.
-    bool feed() {
+    bool feed(std::size_t first = 0) {
         bool progressed = false;
         for (auto& worker : workers_) progressed |= write_pending(worker);
+        const std::size_t count = workers_.size();
         for (bool dealt = true; dealt;) {
             dealt = false;
-            for (auto& worker : workers_) dealt |= send_chunk(worker);
+            for (std::size_t i = 0; i < count; ++i) dealt |= send_chunk(workers_[(first + i) % count]);
             progressed |= dealt;
         }
         for (std::size_t i = 0; i < workers_.size(); ++i) {
@@ -524,8 +543,9 @@ private:
             }
             worker.budget = worker.budget == SIZE_MAX ? SIZE_MAX : worker.budget - piece->count;
             sent_chunk chunk{job, std::move(*piece), worker.next_seq++, {}};
-            const chunk_header header{chunk.seq, job->runner(), chunk.piece.count,
-                                      options_.task_timeout.count() > 0 ? 1u : 0u, job->callable().size()};
+            chunk_header header{chunk.seq, job->runner(), chunk.piece.count,
+                                options_.task_timeout.count() > 0 ? 1u : 0u, job->callable().size()};
+            header.watcher_cpu = job->watcher_cpu;
             const std::uint64_t length = sizeof header + job->callable().size() + chunk.piece.items.size();
             std::memcpy(chunk.prefix.data(), &length, sizeof length);
             std::memcpy(chunk.prefix.data() + sizeof length, &header, sizeof header);

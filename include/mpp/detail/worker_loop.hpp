@@ -20,6 +20,7 @@
 
 #include "mpp/detail/bulk_memory.hpp"
 #include "mpp/detail/chunk_wire.hpp"
+#include "mpp/detail/cpu_placement.hpp"
 #include "mpp/detail/spsc_ring.hpp"
 #include "mpp/detail/staging.hpp"
 
@@ -68,9 +69,13 @@ inline void keep_large_blocks_warm() noexcept {
     byte_buffer message;  // kept: a stream of large messages reuses memory already faulted in
     writer results;
     std::size_t tasks_run = 0;
+    int spins = spin_budget;
     for (;;) {
+        // Where we wait: a caller handing one task to a worker itself prefers one
+        // that does not share its CPU (pool_core::submit_and_watch).
+        slot.progress.cpu.store(current_cpu(), std::memory_order_relaxed);
         std::uint64_t message_length = 0;
-        slot.tasks->read_all(std::as_writable_bytes(std::span(&message_length, 1)));
+        slot.tasks->read_all(std::as_writable_bytes(std::span(&message_length, 1)), steady_deadline::max(), spins);
         message.reset(static_cast<std::size_t>(message_length));
         slot.tasks->read_all(message);
         slot.tasks->publish_drained();  // our last queued chunk: a napping pool sends more now
@@ -124,6 +129,11 @@ inline void keep_large_blocks_warm() noexcept {
             slot.results->write_all(results.bytes());
         }
 
+        // A caller waits for this result on our own CPU (it yields to us meanwhile):
+        // move to another CPU, so that its next call finds us there spinning; where
+        // we may not, sleep at once after the next task, so that it can run.
+        const bool caller_here = header.watcher_cpu >= 0 && header.watcher_cpu == current_cpu();
+        spins = caller_here && !step_off_cpu(header.watcher_cpu) ? 0 : spin_budget;
         tasks_run += header.count;
         if (maxtasksperchild != 0 && tasks_run >= maxtasksperchild) ::_exit(0);
     }
