@@ -785,11 +785,12 @@ TEST_CASE("messages around the ring, staging threshold and staging area sizes ar
     // The message around a string of n bytes: length word, headers, status and the string's length.
     const std::size_t result_overhead = 8 + sizeof(mpp::detail::result_header) + 1 + 8;
     const std::size_t threshold = mpp::detail::staging_threshold;
-    const std::size_t area = mpp::detail::result_staging_bytes;
+    const std::size_t area = std::size_t{8} << 20;  // each worker's result staging area (default 128 MiB)
     for (std::size_t ring : {std::size_t{0}, std::size_t{4096}}) {
         mpp::PoolOptions options;
         options.processes = 2;
         options.ring_bytes = ring;
+        options.result_staging_bytes = area;
         mpp::Pool pool(options);
         const std::size_t ring_capacity = ring == 0 ? mpp::detail::default_ring_bytes : ring;
         std::vector<std::size_t> sizes{0,
@@ -822,13 +823,14 @@ TEST_CASE("messages around the ring, staging threshold and staging area sizes ar
 TEST_CASE("an argument larger than the task staging area, and more large arguments than fit in it at once, "
           "arrive intact",
           "[pool][values][large]") {
-    mpp::Pool pool(2);
-    const std::string huge = pattern(mpp::detail::task_staging_bytes + 1, 3);
+    constexpr std::size_t area = std::size_t{16} << 20;  // default 256 MiB
+    mpp::Pool pool(mpp::PoolOptions{.processes = 2, .task_staging_bytes = area});
+    const std::string huge = pattern(area + 1, 3);
     CHECK(pool.apply(checksum, huge) == checksum(huge));
-    // Five 60 MiB arguments in flight at once: the area holds four, the fifth takes the rings.
+    // Five arguments of 3.75 MiB in flight at once: the area holds four, the fifth takes the rings.
     std::vector<std::string> texts;
     std::vector<mpp::AsyncResult<std::uint64_t>> sums;
-    for (int i = 0; i < 5; ++i) texts.push_back(pattern(std::size_t{60} << 20, 10 + i));
+    for (int i = 0; i < 5; ++i) texts.push_back(pattern(area / 4 - 1024, 10 + i));
     for (const std::string& text : texts) sums.push_back(pool.apply_async(checksum, text));
     for (std::size_t i = 0; i < texts.size(); ++i) CHECK(sums[i].get() == checksum(texts[i]));
 }
@@ -906,6 +908,33 @@ TEST_CASE("a ring of 4 KiB still carries messages of a megabyte each way", "[poo
     CHECK(results[0] == text);
     CHECK(results[1] == "abcabcabcabc");
     CHECK(results[2] == text);
+}
+
+TEST_CASE("staging areas of any size carry large messages intact, and impossible sizes are refused",
+          "[pool][options]") {
+    const std::string text = big_string(std::size_t{3} << 20);
+    SECTION("areas smaller than one large message: everything streams through the rings") {
+        mpp::Pool pool(mpp::PoolOptions{.processes = 2, .task_staging_bytes = 1, .result_staging_bytes = 1});
+        CHECK(pool.apply(repeat, text, 2) == text + text);
+        CHECK(pool.apply(checksum, text) == checksum(text));
+    }
+    SECTION("areas of a few MiB hold some messages and not others") {
+        mpp::Pool pool(mpp::PoolOptions{
+            .processes = 2, .task_staging_bytes = std::size_t{4} << 20, .result_staging_bytes = std::size_t{4} << 20});
+        CHECK(pool.apply(repeat, text, 1) == text);       // staged both ways
+        CHECK(pool.apply(repeat, text, 2) == text + text);  // a 6 MiB result takes the ring
+        CHECK(pool.apply(string_size, text + text) == text.size() * 2);  // so does a 6 MiB argument
+    }
+    SECTION("sizes past the address space, or a ring past 1 GiB, throw std::invalid_argument") {
+        CHECK_THROWS_AS(mpp::Pool(mpp::PoolOptions{.processes = 2, .task_staging_bytes = SIZE_MAX}), std::invalid_argument);
+        CHECK_THROWS_AS(mpp::Pool(mpp::PoolOptions{.processes = 2, .result_staging_bytes = SIZE_MAX / 2}),
+                        std::invalid_argument);
+        CHECK_THROWS_AS(mpp::Pool(mpp::PoolOptions{.processes = 2, .ring_bytes = SIZE_MAX}), std::invalid_argument);
+        CHECK_THROWS_AS(mpp::Pool(mpp::PoolOptions{.processes = 2, .ring_bytes = (std::size_t{1} << 30) + 1}),
+                        std::invalid_argument);
+        mpp::Pool largest_ring(mpp::PoolOptions{.processes = 1, .ring_bytes = std::size_t{1} << 30});
+        CHECK(largest_ring.apply(add, 1, 2) == 3);
+    }
 }
 
 TEST_CASE("bool, enum, char and plain-struct values travel both ways", "[pool][values]") {

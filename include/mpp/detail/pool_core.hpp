@@ -51,6 +51,7 @@
 namespace mpp::detail {
 
 inline constexpr std::size_t default_ring_bytes = std::size_t{256} << 10;
+inline constexpr std::size_t max_ring_bytes = std::size_t{1} << 30;
 inline constexpr std::size_t exit_message_bytes = sizeof(std::uint64_t) + sizeof(chunk_header);
 
 /// The pool's own anonymous shared mapping: a header, the worker slots, the rings.
@@ -61,10 +62,15 @@ public:
         alignas(cache_line) std::atomic<std::uint32_t> deaths{0};  // bumped by the fork server per death notice
     };
 
-    pool_memory(std::size_t workers, std::size_t ring_bytes)
-        : workers_(workers), ring_bytes_(ring_bytes), staging_(std::make_shared<staging_memory>(workers)) {
-        bytes_ = round_up(sizeof(header)) + workers * round_up(sizeof(worker_slot)) +
-                 2 * workers * spsc_ring::footprint(ring_bytes);
+    pool_memory(std::size_t workers, std::size_t ring_bytes, std::size_t task_staging_bytes,
+                std::size_t result_staging_bytes)
+        : workers_(workers),
+          ring_bytes_(ring_bytes),
+          staging_(std::make_shared<staging_memory>(workers, task_staging_bytes, result_staging_bytes)) {
+        std::size_t rings = 0;
+        if (__builtin_mul_overflow(2 * workers, spsc_ring::footprint(ring_bytes), &rings) ||
+            __builtin_add_overflow(rings, round_up(sizeof(header)) + workers * round_up(sizeof(worker_slot)), &bytes_))
+            throw std::invalid_argument("mpp: PoolOptions::ring_bytes (times the workers) is more than the address space holds");
         void* mapping = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mapping == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mpp: mmap of the pool's rings");
         base_ = static_cast<std::byte*>(mapping);
@@ -111,7 +117,9 @@ public:
     explicit pool_core(PoolOptions options, std::size_t processes)
         : options_(std::move(options)),
           processes_(processes),
-          memory_(processes, ring_capacity(options_.ring_bytes)),
+          memory_(processes, ring_capacity(options_.ring_bytes),
+                  options_.task_staging_bytes == 0 ? default_task_staging_bytes : options_.task_staging_bytes,
+                  options_.result_staging_bytes == 0 ? default_result_staging_bytes : options_.result_staging_bytes),
           workers_(processes) {
         // Made before any fork, so primitives created later are shared with the workers.
         shared_segment::instance();
@@ -379,6 +387,9 @@ private:
 
     static std::size_t ring_capacity(std::size_t requested) {
         if (requested == 0) return default_ring_bytes;
+        if (requested > max_ring_bytes)
+            throw std::invalid_argument("mpp: PoolOptions::ring_bytes " + std::to_string(requested) +
+                                        " is more than a ring may hold (1 GiB)");
         std::size_t capacity = 4096;
         while (capacity < requested) capacity *= 2;
         return capacity;

@@ -15,6 +15,8 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <stdexcept>
+#include <string>
 
 #include "mpp/detail/bulk_memory.hpp"
 
@@ -22,9 +24,9 @@ namespace mpp::detail {
 
 /// Messages smaller than this take the rings: staging saves nothing there.
 inline constexpr std::size_t staging_threshold = std::size_t{256} << 10;
-/// Virtual sizes (pages are backed only once touched, then kept for reuse).
-inline constexpr std::size_t result_staging_bytes = std::size_t{128} << 20;  // per worker
-inline constexpr std::size_t task_staging_bytes = std::size_t{256} << 20;    // all callers together
+/// Default sizes (PoolOptions), virtual: pages are backed only once touched, then kept for reuse.
+inline constexpr std::size_t default_result_staging_bytes = std::size_t{128} << 20;  // per worker
+inline constexpr std::size_t default_task_staging_bytes = std::size_t{256} << 20;    // all callers together
 
 class staging_memory : public std::enable_shared_from_this<staging_memory> {
 public:
@@ -43,10 +45,19 @@ public:
         std::span<std::byte> bytes_;
     };
 
-    /// Reserves the address space; without it (mmap refused, e.g. strict
-    /// overcommit) every message takes the rings.
-    explicit staging_memory(std::size_t workers) : workers_(workers) {
-        bytes_ = workers * result_staging_bytes + task_staging_bytes;
+    /// Reserves the address space: `result_bytes` for each worker's results, then
+    /// `task_bytes` for the callers' arguments, each rounded up to whole pages.
+    /// Without it (mmap refused, e.g. strict overcommit) every message takes the
+    /// rings. std::invalid_argument when the sizes add up past the address space.
+    staging_memory(std::size_t workers, std::size_t task_bytes, std::size_t result_bytes)
+        : workers_(workers), task_bytes_(whole_pages(task_bytes)), result_bytes_(whole_pages(result_bytes)) {
+        if (task_bytes_ < task_bytes || result_bytes_ < result_bytes ||
+            __builtin_mul_overflow(workers, result_bytes_, &bytes_) ||
+            __builtin_add_overflow(bytes_, task_bytes_, &bytes_) || bytes_ > max_bytes)
+            throw std::invalid_argument("mpp: the staging areas (PoolOptions::task_staging_bytes, and "
+                                        "result_staging_bytes for each of " + std::to_string(workers) +
+                                        " workers) add up to more than the address space holds");
+        if (bytes_ == 0) return;
         void* mapping =
             ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mapping == MAP_FAILED) {
@@ -64,12 +75,12 @@ public:
     /// Worker i's result area (empty if there is no staging memory).
     std::span<std::byte> result_area(std::size_t i) const noexcept {
         if (base_ == nullptr) return {};
-        return {base_ + i * result_staging_bytes, result_staging_bytes};
+        return {base_ + i * result_bytes_, result_bytes_};
     }
 
     /// A block of `size` bytes of the task area, or null when it is full.
     std::shared_ptr<lease> allocate(std::size_t size) {
-        if (base_ == nullptr || size > task_staging_bytes) return nullptr;
+        if (base_ == nullptr || size > task_bytes_) return nullptr;
         size = (size + 63) & ~std::size_t{63};
         std::size_t offset = 0;
         std::size_t fresh_from = 0;
@@ -80,7 +91,7 @@ public:
                 if (start - offset >= size) break;
                 offset = start + length;
             }
-            if (task_staging_bytes - offset < size) return nullptr;
+            if (task_bytes_ - offset < size) return nullptr;
             used_.emplace(offset, size);
             fresh_from = std::max(offset, populated_);
             populated_ = std::max(populated_, offset + size);
@@ -97,11 +108,15 @@ public:
         if (base_ == nullptr || bytes.empty()) return false;
         const std::byte* area = task_area();
         return std::less_equal<>()(area, bytes.data()) &&
-               std::less_equal<>()(bytes.data() + bytes.size(), area + task_staging_bytes);
+               std::less_equal<>()(bytes.data() + bytes.size(), area + task_bytes_);
     }
 
 private:
-    std::byte* task_area() const noexcept { return base_ + workers_ * result_staging_bytes; }
+    static constexpr std::size_t page = 4096;
+    static constexpr std::size_t max_bytes = std::size_t{1} << 46;  // 64 TiB: past every x86-64 user space
+    static constexpr std::size_t whole_pages(std::size_t n) noexcept { return (n + page - 1) & ~(page - 1); }
+
+    std::byte* task_area() const noexcept { return base_ + workers_ * result_bytes_; }
 
     void release(std::span<std::byte> bytes) noexcept {
         std::lock_guard guard(mutex_);
@@ -109,6 +124,8 @@ private:
     }
 
     std::size_t workers_;
+    std::size_t task_bytes_;
+    std::size_t result_bytes_;
     std::size_t bytes_ = 0;
     std::byte* base_ = nullptr;
     std::mutex mutex_;
