@@ -75,7 +75,7 @@ public:
         if (mapping == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mpp: mmap of the pool's rings");
         base_ = static_cast<std::byte*>(mapping);
         ::new (base_) header();
-        for (std::size_t i = 0; i < workers; ++i) reset_slot(i);
+        for (std::size_t i = 0; i < workers; ++i) build_slot(i);
     }
     ~pool_memory() { ::munmap(base_, bytes_); }
     pool_memory(const pool_memory&) = delete;
@@ -86,11 +86,9 @@ public:
         return *reinterpret_cast<worker_slot*>(base_ + round_up(sizeof(header)) + i * round_up(sizeof(worker_slot)));
     }
 
-    /// Fresh rings and progress for slot i. Only while no worker uses the slot.
-    void reset_slot(std::size_t i) {
-        worker_slot* slot_memory = &slot(i);
-        slot_memory->~worker_slot();
-        auto* fresh = ::new (slot_memory) worker_slot();
+    /// Slot i, its rings and its result staging area, before any worker uses them.
+    void build_slot(std::size_t i) {
+        auto* fresh = ::new (&slot(i)) worker_slot();
         std::byte* rings = base_ + round_up(sizeof(header)) + workers_ * round_up(sizeof(worker_slot)) +
                            2 * i * spsc_ring::footprint(ring_bytes_);
         eventcount& doorbell = shared_header().doorbell;
@@ -778,7 +776,7 @@ private:
         // Replace the worker before reporting its loss, so pids() is whole when
         // a caller sees the error.
         worker.alive = false;
-        memory_.reset_slot(exit.slot);
+        memory_.slot(exit.slot).reset();
         const bool replace = !closed_seen_ || !jobs_.empty();
         if (replace) start_worker(exit.slot);
 

@@ -37,6 +37,19 @@ public:
 
     std::size_t capacity() const noexcept { return capacity_; }
 
+    /// Empties the ring for a new producer or consumer in place of a dead one.
+    /// Only while nobody reads or writes it, but someone may still look at
+    /// readable(): the positions are reset with atomic stores.
+    void reset() noexcept {
+        producer_.position.store(0, std::memory_order_relaxed);
+        producer_.cached_read = 0;
+        consumer_.position.store(0, std::memory_order_relaxed);
+        consumer_.cached_write = 0;
+        wants_data_.store(0, std::memory_order_relaxed);
+        wants_space_.store(0, std::memory_order_relaxed);
+        wants_drained_.store(0, std::memory_order_relaxed);
+    }
+
     // ---- producer side ------------------------------------------------------
 
     /// Copies as much of `bytes` as fits now; returns how much was written. Call

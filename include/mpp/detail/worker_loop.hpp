@@ -37,6 +37,20 @@ struct worker_slot {
     // worker sets result_staged when it sends one; the pool clears it once decoded.
     std::span<std::byte> result_staging;
     alignas(cache_line) std::atomic<std::uint32_t> result_staged{0};
+
+    /// Ready for a worker in place of a dead one. The caller that handed that one
+    /// a task may still be peeking at the result ring (pool_core::watch), so the
+    /// slot is not rebuilt: atomic stores only, and the rings stay where they are.
+    /// The events keep counting: a waiter that died asleep costs one spare wake.
+    void reset() noexcept {
+        progress.running_seq.store(0, std::memory_order_relaxed);
+        progress.tasks_done.store(0, std::memory_order_relaxed);
+        progress.task_started_ns.store(0, std::memory_order_relaxed);
+        progress.cpu.store(-1, std::memory_order_relaxed);
+        tasks->reset();
+        results->reset();
+        result_staged.store(0, std::memory_order_relaxed);
+    }
 };
 
 /// A task that returns a large value (a 64 MiB string, say) would otherwise get
