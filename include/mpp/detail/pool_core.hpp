@@ -335,7 +335,8 @@ private:
                 if (take_watched_result(sent)) return;
             }
             if (shares_cpu) ::sched_yield(); else cpu_relax();
-            if (spin % 64 == 0 && steady_now_ns() > give_up) break;
+            // A yield may give another process a whole time slice: look at the clock each time.
+            if ((shares_cpu || spin % 64 == 0) && steady_now_ns() > give_up) break;
         }
         std::lock_guard engine(engine_mutex_);
         if (is_outstanding(sent)) wake();
