@@ -69,7 +69,8 @@ struct chunk_header {
     const std::byte* staged_items = nullptr;
     std::uint64_t staged_item_bytes = 0;
     // The CPU of a caller waiting for this chunk's result itself, -1 if none. A
-    // worker on that same CPU sleeps at once after it instead of spinning.
+    // worker on that same CPU moves off it after the chunk, or, if it may not,
+    // waits for its next chunk without spinning (worker_loop.hpp).
     std::int32_t watcher_cpu = -1;
 };
 

@@ -57,7 +57,6 @@ public:
             throw std::invalid_argument("mpp: the staging areas (PoolOptions::task_staging_bytes, and "
                                         "result_staging_bytes for each of " + std::to_string(workers) +
                                         " workers) add up to more than the address space holds");
-        if (bytes_ == 0) return;
         void* mapping =
             ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mapping == MAP_FAILED) {

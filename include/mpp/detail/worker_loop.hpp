@@ -145,7 +145,7 @@ inline void keep_large_blocks_warm() noexcept {
 
         // A caller waits for this result on our own CPU (it yields to us meanwhile):
         // move to another CPU, so that its next call finds us there spinning; where
-        // we may not, sleep at once after the next task, so that it can run.
+        // we may not, wait for the next task without spinning, so that it can run.
         const bool caller_here = header.watcher_cpu >= 0 && header.watcher_cpu == current_cpu();
         spins = caller_here && !step_off_cpu(header.watcher_cpu) ? 0 : spin_budget;
         tasks_run += header.count;
