@@ -4,30 +4,7 @@
 
 #include <catch2/catch.hpp>
 
-namespace {
-
-cpu_set_t allowed_cpus() {
-    cpu_set_t mask;
-    CPU_ZERO(&mask);
-    REQUIRE(::sched_getaffinity(0, sizeof mask, &mask) == 0);
-    return mask;
-}
-
-/// Restricts the calling thread to `mask` until the end of the scope.
-class pinned {
-public:
-    explicit pinned(const cpu_set_t& mask) : before_(allowed_cpus()) {
-        REQUIRE(::sched_setaffinity(0, sizeof mask, &mask) == 0);
-    }
-    ~pinned() { ::sched_setaffinity(0, sizeof before_, &before_); }
-    pinned(const pinned&) = delete;
-    pinned& operator=(const pinned&) = delete;
-
-private:
-    cpu_set_t before_;
-};
-
-}  // namespace
+#include "pinned_cpus.hpp"
 
 TEST_CASE("current_cpu names a CPU the thread may run on", "[cpu_placement]") {
     const cpu_set_t allowed = allowed_cpus();
@@ -47,9 +24,7 @@ TEST_CASE("step_off_cpu moves the thread to another allowed CPU and keeps its al
     int other = -1;
     for (int cpu = 0; cpu < CPU_SETSIZE && other < 0; ++cpu)
         if (cpu != here && CPU_ISSET(cpu, &allowed)) other = cpu;
-    cpu_set_t two;
-    CPU_ZERO(&two);
-    CPU_SET(here, &two);
+    cpu_set_t two = only_cpu(here);
     CPU_SET(other, &two);
     const pinned scope(two);
 
@@ -62,9 +37,7 @@ TEST_CASE("step_off_cpu moves the thread to another allowed CPU and keeps its al
 
 TEST_CASE("step_off_cpu stays put when it may not move", "[cpu_placement]") {
     const int here = mpp::detail::current_cpu();
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(here, &one);
+    const cpu_set_t one = only_cpu(here);
     const pinned scope(one);
 
     CHECK_FALSE(mpp::detail::step_off_cpu(here));  // its only CPU

@@ -38,6 +38,7 @@
 #include <utility>
 #include <vector>
 
+#include "pinned_cpus.hpp"
 #include "sanitizers.hpp"
 
 using namespace std::chrono_literals;
@@ -407,16 +408,7 @@ TEST_CASE("apply on the same CPU as its workers yields to them and gets every re
     // Pinned to one CPU, and so are the pool's thread and processes (they inherit
     // the mask): every worker apply finds shares the caller's CPU, so the caller
     // yields while it waits and the worker sleeps at once after each task.
-    cpu_set_t before;
-    REQUIRE(::sched_getaffinity(0, sizeof before, &before) == 0);
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(::sched_getcpu(), &one);
-    REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);
-    struct restore_affinity {
-        cpu_set_t mask;
-        ~restore_affinity() { ::sched_setaffinity(0, sizeof mask, &mask); }
-    } restore{before};
+    const pinned scope(only_cpu(::sched_getcpu()));
 
     mpp::Pool pool(2);
     int wrong = 0;
