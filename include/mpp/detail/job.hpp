@@ -4,6 +4,7 @@
 // crashed worker can be sent again.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -125,7 +126,7 @@ public:
     /// dropped; chunks already sent finish and their results are discarded.
     void cancel() {
         std::lock_guard guard(mutex_);
-        cancelled_ = true;
+        cancelled_.store(true, std::memory_order_release);
         fresh_.clear();
         retries_.clear();
         fresh_waiting_ = 0;
@@ -168,7 +169,7 @@ public:
     void requeue(chunk_piece piece) {
         std::lock_guard guard(mutex_);
         in_flight_ -= piece.count;
-        if (!cancelled_) retries_.push_back(std::move(piece));
+        if (!cancelled_.load(std::memory_order_relaxed)) retries_.push_back(std::move(piece));
     }
 
     /// `count` sent tasks are settled (delivered or failed). Returns finished().
@@ -214,10 +215,8 @@ public:
     std::size_t item_stride() const noexcept { return item_stride_; }
     std::span<const std::byte> callable() const noexcept { return callable_.bytes(); }
     chunk_plan& plan() noexcept { return plan_; }
-    bool cancelled() {
-        std::lock_guard guard(mutex_);
-        return cancelled_;
-    }
+    /// Read without the lock: a stream asks for every result it files.
+    bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
 
     /// Decodes the results of tasks [first, first + count) (pool thread).
     virtual void deliver(std::size_t first, std::uint32_t count, reader& results) = 0;
@@ -270,7 +269,7 @@ protected:
 
 private:
     bool finished_locked() const noexcept {
-        if (cancelled_) return in_flight_ == 0;
+        if (cancelled_.load(std::memory_order_relaxed)) return in_flight_ == 0;
         return input_done_ && completed_ == total_;
     }
 
@@ -295,7 +294,7 @@ private:
     std::size_t completed_ = 0;
     std::size_t in_flight_ = 0;
     bool input_done_ = false;
-    bool cancelled_ = false;
+    std::atomic<bool> cancelled_{false};  // written under mutex_, read also without it
 };
 
 }  // namespace mpp::detail

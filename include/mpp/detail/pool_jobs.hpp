@@ -130,13 +130,14 @@ public:
         : job_base(runner, std::move(callable), plan, item_stride), ordered_(ordered) {}
 
     void deliver(std::size_t first, std::uint32_t count, reader& results) override {
-        std::vector<std::pair<std::size_t, outcome>> decoded;
-        decoded.reserve(count);
+        // Decoded before the lock, into scratch kept from chunk to chunk (no
+        // allocation per chunk): deliver() runs under the pool's engine, never twice at once.
+        decoded_.clear();
         decode_results<S, R>(first, count, results, [&](std::size_t index, R&& value) {
-            decoded.emplace_back(index, outcome(std::in_place_index<1>, std::move(value)));
+            decoded_.emplace_back(index, outcome(std::in_place_index<1>, std::move(value)));
         });
         std::lock_guard guard(mutex_);
-        for (auto& [index, value] : decoded) store(index, std::move(value));
+        for (auto& [index, value] : decoded_) store(index, std::move(value));
         arrivals_.fetch_add(1, std::memory_order_release);
         arrived_.notify_all();
     }
@@ -196,6 +197,7 @@ private:
     std::condition_variable arrived_;
     std::map<std::size_t, outcome> by_index_;
     std::deque<outcome> arrival_order_;
+    std::vector<std::pair<std::size_t, outcome>> decoded_;  // deliver()'s scratch
     bool completed_ = false;
     std::atomic<std::uint64_t> arrivals_{0};  // changes under mutex_; read without it while spinning
 };
