@@ -49,7 +49,12 @@ The workload keys (every key is on both sides unless marked "mpp only"):
                                            (median over batches of 10,000 pairs)
     array_fill                    items/s  the parent writes every element of an int64 Array
     pool_start_stop               ms       Pool(processes) then close() + join()
+    pool_start_stop_bare_forks    ms       mpp only: no pool, the forks alone: a process forks
+                                           `processes` children that exit at once and reaps them
+                                           (processes + 1 forks, exits and waits, as a pool's fork
+                                           server and workers): the floor under pool_start_stop
     process_start_join            ms       Process(target=noop).start() + join()
+    process_start_join_bare_fork  ms       mpp only: fork(), _exit(0) in the child, waitpid()
     uneven_chunksize_{auto,1,8,64,512}  ms   mpp only: 1% of the items are 1000x slower than the
                                            rest; map with chunksize 0 (auto) and hand-picked ones
     uneven_auto_over_best         x        mpp only: auto time / best hand-picked time (lower is better)
@@ -97,7 +102,8 @@ ORDER = [
     "cpu_serial_time", "cpu_parallel_time", "cpu_speedup", "cpu_efficiency",
     "cpu_speedup_bare_processes",
     "queue_put_get", "pipe_round_trip", "pipe_one_way", "value_increment_locked_2proc",
-    "lock_uncontended", "array_fill", "pool_start_stop", "process_start_join",
+    "lock_uncontended", "array_fill", "pool_start_stop", "pool_start_stop_bare_forks",
+    "process_start_join", "process_start_join_bare_fork",
     "uneven_chunksize_auto", "uneven_chunksize_1", "uneven_chunksize_8", "uneven_chunksize_64",
     "uneven_chunksize_512", "uneven_auto_over_best",
 ]

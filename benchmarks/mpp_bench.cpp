@@ -561,24 +561,57 @@ void bench_primitives(Report& report, const Config& c) {
     }
 }
 
+/// The forks alone, no pool: a process forks `children` children that exit at
+/// once, and reaps them. With children = processes it is what a pool's start and
+/// stop cannot go below here (a pool's fork server forks its workers, so it can
+/// reap them and start replacements from the construction-time state: processes
+/// + 1 forks and exits); with 0 it is one fork, exit and wait (a Process).
+double bare_forks_ms(std::size_t children) {
+    std::vector<pid_t> pids(children);  // allocated before the fork
+    const auto start = clock_type::now();
+    const pid_t parent = ::fork();
+    if (parent < 0) throw std::runtime_error("bare forks: fork failed");
+    if (parent == 0) {
+        for (pid_t& pid : pids) {
+            pid = ::fork();
+            if (pid == 0) ::_exit(0);
+            if (pid < 0) ::_exit(1);
+        }
+        for (pid_t pid : pids) ::waitpid(pid, nullptr, 0);
+        ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(parent, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("bare forks: a fork failed");
+    return seconds_since(start) * 1e3;
+}
+
 void bench_start_stop(Report& report, const Config& c, std::size_t processes) {
-    std::vector<double> times;
-    for (int s = 0; s < c.start_stop_samples; ++s)
+    // Each sample of a row is followed by one of its floor, so both see the same machine.
+    std::vector<double> times, floor;
+    for (int s = 0; s < c.start_stop_samples; ++s) {
         times.push_back(1e3 * timed([&] {
                             mpp::Pool pool(processes);
                             pool.close();
                             pool.join();
                         }));
+        floor.push_back(bare_forks_ms(processes));
+    }
     report.add("pool_start_stop", "ms", times, false);
+    report.add("pool_start_stop_bare_forks", "ms", floor, false);
 
     times.clear();
-    for (int s = 0; s < c.start_stop_samples; ++s)
+    floor.clear();
+    for (int s = 0; s < c.start_stop_samples; ++s) {
         times.push_back(1e3 * timed([&] {
                             mpp::Process p(noop);
                             p.start();
                             p.join();
                         }));
+        floor.push_back(bare_forks_ms(0));
+    }
     report.add("process_start_join", "ms", times, false);
+    report.add("process_start_join_bare_fork", "ms", floor, false);
 }
 
 [[noreturn]] void usage(const char* why) {
