@@ -4,6 +4,7 @@
 // stops reading input; results of chunks already sent are dropped.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
 #include <iterator>
@@ -104,8 +105,11 @@ private:
         if (input.exhausted || limit == 0) return !input.exhausted;
         if (!input.next) input.next.emplace(std::ranges::begin(input.range));
         using value = std::ranges::range_value_t<std::remove_reference_t<Input>>;
-        item_block_writer block(fixed_encoded_size<S, value>());
+        constexpr std::size_t stride = fixed_encoded_size<S, value>();
         constexpr std::size_t batch_bytes = std::size_t{8} << 20;
+        item_block_writer block(stride);
+        // A window's worth of fixed-size items in one allocation, not a doubling series.
+        if constexpr (stride != 0) block.out().reserve(std::min<std::size_t>({limit, 4096, batch_bytes / stride}) * stride);
         while (block.count() < limit && block.out().size() < batch_bytes) {
             if (*input.next == std::ranges::end(input.range)) {
                 input.exhausted = true;

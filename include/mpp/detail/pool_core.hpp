@@ -21,7 +21,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <limits>
@@ -41,6 +40,7 @@
 #include "mpp/detail/cpu_placement.hpp"
 #include "mpp/detail/fork_server.hpp"
 #include "mpp/detail/job.hpp"
+#include "mpp/detail/reusable_queue.hpp"
 #include "mpp/detail/segment.hpp"
 #include "mpp/detail/spsc_ring.hpp"
 #include "mpp/detail/staging.hpp"
@@ -368,7 +368,7 @@ private:
         pid_t pid = 0;
         bool alive = false;
         bool timed_out = false;           // killed by us for task_timeout
-        std::deque<sent_chunk> chunks;    // sent or being sent, oldest first
+        reusable_queue<sent_chunk> chunks;  // sent or being sent, oldest first
         std::size_t writing = 0;          // index in chunks of the one being written
         std::size_t written = 0;          // its bytes already in the ring
         std::size_t budget = SIZE_MAX;    // tasks it may still receive (maxtasksperchild)
@@ -502,7 +502,12 @@ private:
         const auto changes = control_changes_.load(std::memory_order_acquire);
         if (changes == control_seen_) return false;
         control_seen_ = changes;
-        std::vector<std::shared_ptr<job_base>> jobs, ready;
+        // Swapped with the submitters' vectors, not moved out: both sides keep
+        // their capacity, so a stream of submissions allocates nothing here.
+        std::vector<std::shared_ptr<job_base>>& jobs = absorbed_jobs_;
+        std::vector<std::shared_ptr<job_base>>& ready = absorbed_ready_;
+        jobs.clear();
+        ready.clear();
         {
             std::lock_guard guard(control_mutex_);
             jobs.swap(incoming_jobs_);
@@ -518,6 +523,8 @@ private:
             ready_.push_back(job);
             complete_if_finished(job);  // e.g. an imap view cancelled with nothing in flight
         }
+        jobs.clear();
+        ready.clear();
         return true;
     }
 
@@ -746,7 +753,7 @@ private:
         const bool timed_out = worker.timed_out;
 
         std::vector<std::pair<std::shared_ptr<job_base>, std::size_t>> failed;  // (job, task index)
-        std::deque<sent_chunk> lost = std::move(worker.chunks);
+        reusable_queue<sent_chunk> lost = std::move(worker.chunks);
         for (sent_chunk& chunk : lost) {
             chunk_piece piece = std::move(chunk.piece);
             if (chunk.seq == running && done < piece.count) {
@@ -956,7 +963,7 @@ private:
     // it to hand a task to an idle worker and collect the result (submit_and_watch).
     std::mutex engine_mutex_;
     std::vector<worker_state> workers_;
-    std::deque<std::shared_ptr<job_base>> ready_;  // jobs that may have chunks to send, in submission order
+    reusable_queue<std::shared_ptr<job_base>> ready_;  // jobs that may have chunks to send, in submission order
     std::vector<std::shared_ptr<job_base>> jobs_;  // every unfinished job, at its unfinished_slot
     // sleep()'s scratch: per worker, what should wake us (its next result, or, for a
     // worker with a deep queue, its taking the last queued chunk).
@@ -964,6 +971,8 @@ private:
     std::vector<wake_on> wake_on_;
     std::vector<char> unwritten_;
     double recent_chunk_ns_ = 0;  // moving average of chunk run times, all jobs
+    std::vector<std::shared_ptr<job_base>> absorbed_jobs_;   // absorb_control's, empty between calls
+    std::vector<std::shared_ptr<job_base>> absorbed_ready_;  // likewise
     std::uint64_t control_seen_ = 0;
     std::uint32_t deaths_seen_ = 0;
     bool closed_seen_ = false;

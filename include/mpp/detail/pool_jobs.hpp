@@ -8,7 +8,6 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <map>
 #include <memory>
@@ -21,6 +20,7 @@
 #include "mpp/async_result.hpp"
 #include "mpp/detail/futex.hpp"
 #include "mpp/detail/job.hpp"
+#include "mpp/detail/reusable_queue.hpp"
 
 namespace mpp::detail {
 
@@ -196,7 +196,7 @@ private:
     std::mutex mutex_;
     std::condition_variable arrived_;
     std::map<std::size_t, outcome> by_index_;
-    std::deque<outcome> arrival_order_;
+    reusable_queue<outcome> arrival_order_;
     std::vector<std::pair<std::size_t, outcome>> decoded_;  // deliver()'s scratch
     bool completed_ = false;
     std::atomic<std::uint64_t> arrivals_{0};  // changes under mutex_; read without it while spinning
