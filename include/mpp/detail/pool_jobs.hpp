@@ -138,6 +138,7 @@ public:
         });
         std::lock_guard guard(mutex_);
         for (auto& [index, value] : decoded_) store(index, std::move(value));
+        decoded_.clear();  // what a move left behind goes now, not at the next chunk
         arrivals_.fetch_add(1, std::memory_order_release);
         arrived_.notify_all();
     }
