@@ -7,13 +7,14 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <memory>
 #include <utility>
 
 #include <boost/circular_buffer.hpp>
 
 namespace mpp::detail {
 
-template <class T>
+template <class T, class Allocator = std::allocator<T>>
 class reusable_queue {
 public:
     void push_back(T value) {
@@ -42,7 +43,7 @@ private:
         if (items_.full()) items_.set_capacity(std::max<std::size_t>(8, 2 * items_.capacity()));
     }
 
-    boost::circular_buffer<T> items_ = boost::circular_buffer<T>();
+    boost::circular_buffer<T, Allocator> items_ = boost::circular_buffer<T, Allocator>();
 };
 
 }  // namespace mpp::detail
