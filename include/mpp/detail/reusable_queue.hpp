@@ -17,13 +17,16 @@ namespace mpp::detail {
 template <class T, class Allocator = std::allocator<T>>
 class reusable_queue {
 public:
-    void push_back(T value) {
+    // `value` must not be an element of this queue: growing moves them.
+    template <class U>
+    void push_back(U&& value) {
         make_room();
-        items_.push_back(std::move(value));
+        items_.push_back(std::forward<U>(value));
     }
-    void push_front(T value) {
+    template <class U>
+    void push_front(U&& value) {
         make_room();
-        items_.push_front(std::move(value));
+        items_.push_front(std::forward<U>(value));
     }
     void pop_front() { items_.pop_front(); }
     T& front() { return items_.front(); }
