@@ -15,6 +15,8 @@ namespace mpp::detail {
 
 /// Below this, faults are few and a syscall would cost more than it saves.
 inline constexpr std::size_t bulk_prefault_bytes = std::size_t{4} << 20;
+/// The base page size mpp rounds to (x86-64's).
+inline constexpr std::size_t page_bytes = 4096;
 
 /// Hints that [data, data + size), memory the caller owns and will overwrite
 /// entirely, be backed by huge pages and faulted in now. Contents are never
@@ -23,7 +25,7 @@ inline constexpr std::size_t bulk_prefault_bytes = std::size_t{4} << 20;
 inline void prefault_for_overwrite(void* data, std::size_t size) noexcept {
 #if defined(MADV_HUGEPAGE)
     if (size < bulk_prefault_bytes) return;
-    constexpr std::uintptr_t page = 4096;
+    constexpr std::uintptr_t page = page_bytes;
     constexpr std::uintptr_t huge_page = std::uintptr_t{2} << 20;
     const auto begin = reinterpret_cast<std::uintptr_t>(data);
     const std::uintptr_t end = begin + size;

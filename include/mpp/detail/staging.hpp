@@ -111,9 +111,8 @@ public:
     }
 
 private:
-    static constexpr std::size_t page = 4096;
     static constexpr std::size_t max_bytes = std::size_t{1} << 46;  // 64 TiB: past every x86-64 user space
-    static constexpr std::size_t whole_pages(std::size_t n) noexcept { return (n + page - 1) & ~(page - 1); }
+    static constexpr std::size_t whole_pages(std::size_t n) noexcept { return (n + page_bytes - 1) & ~(page_bytes - 1); }
 
     std::byte* task_area() const noexcept { return base_ + workers_ * result_bytes_; }
 
